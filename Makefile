@@ -1,0 +1,35 @@
+# snnet-export: `make demo` and `make test` work on a fresh clone (they create .venv first).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STUBS  := $(VENV)/trt-stubs
+STAMP  := $(VENV)/.installed
+# torch's CUDA build also runs on CPU; torchvision (needed by timm) has no CPU-only build here.
+TORCH  ?= torch==2.15.0 torchvision==0.29.2
+
+.PHONY: install demo test lint typecheck clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py setup.cfg Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[ort,dev]'
+	# TensorRT type stubs live outside the runtime venv's site-packages: installed there they
+	# would make `import tensorrt` succeed as an empty namespace package.
+	$(PY) -m pip install -q --no-deps --upgrade --target $(STUBS) tensorrt-stubs==10.13.0.35.1
+	$(PY) tools/patch_trt_stubs.py $(STUBS)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/snnet-export configs digits
+
+typecheck: $(STAMP)
+	MYPYPATH=$(STUBS) $(PY) -m mypy snnet_export/trt
+
+test: $(STAMP) typecheck
+	$(PY) -m pytest -q -rs
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,50 @@
+"""The exceptions snnet-export raises.
+
+Every error a user can cause derives from :class:`SNNetExportError`; the CLI turns these into one
+line and a non-zero exit. Leaves also subclass the matching built-in so library callers can catch
+``KeyError``/``ValueError``/``RuntimeError`` as usual.
+"""
+from __future__ import annotations
+
+
+class SNNetExportError(Exception):
+    """Root of every error snnet-export raises on purpose."""
+
+
+class FamilyError(SNNetExportError, ValueError):
+    """An anchor family (registered name or YAML spec) is unknown or malformed."""
+
+
+class ConfigError(SNNetExportError, KeyError):
+    """A stitch configuration id or selection does not exist in the family."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain.
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(SNNetExportError, ValueError):
+    """A checkpoint is missing, unreadable, or does not match the family."""
+
+
+class DataError(SNNetExportError, ValueError):
+    """A data set path or its contents cannot be used."""
+
+
+class ExportError(SNNetExportError, RuntimeError):
+    """ONNX export or its verification failed."""
+
+
+class VerifyError(SNNetExportError, RuntimeError):
+    """Files of an engine folder failed their checks."""
+
+
+class BuildError(SNNetExportError, RuntimeError):
+    """An engine could not be built or loaded on this machine."""
+
+
+class TargetError(SNNetExportError, ValueError):
+    """A target profile is unknown or malformed."""
+
+
+class MissingDependencyError(SNNetExportError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""

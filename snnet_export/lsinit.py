@@ -1,0 +1,61 @@
+"""Least-squares initialisation of stitching layers, as published.
+
+For position (j, k) of pair (a, b): X = front block j's output, Y = the end anchor's input to
+block k (the embedding for k = 0), both flattened over batch and tokens (CLS included, no
+centring). Solve ``[X, 1] A = Y`` with the pseudo-inverse; the last row of A is the bias. A layer
+shared by several positions takes the mean of their solutions.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import torch
+
+from .snnet import SNNet, vit_embed
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def block_features(anchor: torch.nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+    """``[embedding, block 0 out, ..., block depth-1 out]``, each ``[B, N, D]``."""
+    x = vit_embed(anchor, images)
+    feats = [x]
+    for blk in anchor.blocks:
+        x = blk(x)
+        feats.append(x)
+    return feats
+
+
+def least_squares(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Solve ``[x, 1] A = y`` by pseudo-inverse (float64); returns weight ``[Dy, Dx]`` and bias ``[Dy]``."""
+    x = x.reshape(-1, x.shape[-1]).double()  # [B*N, Dx]
+    y = y.reshape(-1, y.shape[-1]).double()  # [B*N, Dy]
+    x1 = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # [B*N, Dx+1]
+    a = torch.linalg.pinv(x1) @ y  # [Dx+1, Dy]
+    return a[:-1].T.contiguous(), a[-1].contiguous()
+
+
+@torch.no_grad()
+def ls_init_(snnet: SNNet, images: torch.Tensor) -> None:
+    """Initialise every stitching layer of ``snnet`` in place from one batch of ``images``."""
+    was_training = snnet.training
+    snnet.eval()
+    feats: dict[int, list[torch.Tensor]] = {}
+    by_layer: dict[tuple[int, int], list[tuple[int, int, int, int]]] = defaultdict(list)
+    for cfg in snnet.configs:
+        if cfg.stitch_layer is not None and cfg.position is not None:
+            by_layer[cfg.stitch_layer].append((cfg.front, cfg.end, *cfg.position))
+    for (p, layer), positions in by_layer.items():
+        ws, bs = [], []
+        for a, b, j, k in positions:
+            for idx in (a, b):
+                if idx not in feats:
+                    feats[idx] = block_features(snnet.anchors[idx], images)
+            w, bias = least_squares(feats[a][j + 1], feats[b][k])
+            ws.append(w)
+            bs.append(bias)
+        snnet.stitch_layers[p][layer].set_weights(torch.stack(ws).mean(0), torch.stack(bs).mean(0))
+    log.info("LS-initialised %d stitching layers from %d images", len(by_layer), len(images))
+    snnet.train(was_training)

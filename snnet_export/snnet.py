@@ -1,0 +1,257 @@
+"""The SNNet module: anchors, stitching layers, and the forward of any configuration.
+
+The state-dict layout is the published one (``anchors.{i}.<timm keys>`` and
+``stitch_layers.{p}.{l}.transform.{weight,bias}``) so ziplab's ``snnet_deit.pth`` loads strictly.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, ConfigError, FamilyError
+from .family import FamilySpec, get_family
+from .stitching import StitchConfig, anchor_pairs, enumerate_configs, num_stitch_layers
+
+log = logging.getLogger(__name__)
+
+
+class StitchingLayer(nn.Module):
+    """A linear map with bias on every token (``linear``) or a 1x1 conv on feature maps."""
+
+    def __init__(self, in_features: int, out_features: int, kind: str = "linear") -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "linear":
+            self.transform: nn.Module = nn.Linear(in_features, out_features)
+        else:
+            self.transform = nn.Conv2d(in_features, out_features, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transform(x)
+
+    @torch.no_grad()
+    def set_weights(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Copy a ``[out, in]`` weight and ``[out]`` bias into the layer."""
+        w = self.transform.weight
+        self.transform.weight.copy_(weight.reshape(w.shape).to(w.dtype))
+        self.transform.bias.copy_(bias.to(w.dtype))  # type: ignore[union-attr]
+
+
+# ---- ViT anchor pieces (timm VisionTransformer API) -------------------------------------------
+
+def _check_vit(anchor: nn.Module, name: str) -> None:
+    needed = ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head")
+    missing = [a for a in needed if not hasattr(anchor, a)]
+    if missing:
+        raise FamilyError(
+            f"anchor '{name}' ({type(anchor).__name__}) is not a timm ViT (lacks {missing}); "
+            "this version stitches ViT-style anchors (VisionTransformer / DeiT) only"
+        )
+
+
+def vit_embed(anchor: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Patch embedding + class token + position embedding: ``[B,C,H,W] -> [B,N,D]``."""
+    x = anchor.patch_embed(x)
+    x = anchor._pos_embed(x)
+    x = anchor.patch_drop(x)
+    return anchor.norm_pre(x)
+
+
+def vit_head(anchor: nn.Module, x: torch.Tensor, apply_norm: bool) -> torch.Tensor:
+    """Pool + head on ``[B,N,D]`` tokens; ``apply_norm`` adds the final LayerNorm first."""
+    if apply_norm:
+        x = anchor.norm(x)
+    return anchor.forward_head(x)
+
+
+def anchor_width(anchor: nn.Module) -> int:
+    return int(getattr(anchor, "embed_dim", None) or anchor.num_features)
+
+
+def anchor_tokens(anchor: nn.Module) -> int:
+    return int(anchor.patch_embed.num_patches) + int(getattr(anchor, "num_prefix_tokens", 1))
+
+
+class SNNet(nn.Module):
+    """A stitchable network over ``anchors`` (timm ViTs of equal depth, small to large).
+
+    ``forward(x)`` runs the selected configuration (:meth:`select`), or ``forward(x, cfg_id)``.
+    """
+
+    def __init__(self, family: FamilySpec, anchors: Sequence[nn.Module]) -> None:
+        super().__init__()
+        for spec, anchor in zip(family.anchors, anchors):
+            _check_vit(anchor, spec.name)
+        if family.stitch_kind != "linear":
+            raise FamilyError(f"family '{family.name}': '{family.stitch_kind}' stitching is for CNN "
+                              "feature maps; ViT anchors are stitched with 'linear' layers")
+        depths = {len(a.blocks) for a in anchors}
+        if len(depths) != 1:
+            raise FamilyError(f"family '{family.name}': anchors must have equal depth, got {sorted(depths)}")
+        tokens = {anchor_tokens(a) for a in anchors}
+        if len(tokens) != 1:
+            raise FamilyError(f"family '{family.name}': anchors must see the same token grid, got {sorted(tokens)}")
+        self.family = family
+        self.depth = depths.pop()
+        self.anchors = nn.ModuleList(anchors)
+        n_layers = num_stitch_layers(self.depth, family.kernel_size, family.stride)
+        self.stitch_layers = nn.ModuleList(
+            nn.ModuleList(StitchingLayer(anchor_width(anchors[a]), anchor_width(anchors[b]))
+                          for _ in range(n_layers))
+            for a, b in anchor_pairs(len(anchors), family.nearest)
+        )
+        self.configs: tuple[StitchConfig, ...] = enumerate_configs(
+            len(anchors), self.depth, family.kernel_size, family.stride, family.nearest)
+        self.config_id = 0
+
+    # ---- configurations ----
+    @property
+    def anchor_names(self) -> list[str]:
+        return [a.name for a in self.family.anchors]
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the anchors' input."""
+        pe = self.anchors[0].patch_embed
+        h, w = pe.img_size
+        return (int(pe.proj.in_channels), int(h), int(w))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.anchors[-1].num_classes)
+
+    def config(self, cfg_id: int) -> StitchConfig:
+        if not 0 <= int(cfg_id) < len(self.configs):
+            raise ConfigError(f"configuration {cfg_id} does not exist: family '{self.family.name}' "
+                              f"has ids 0-{len(self.configs) - 1}")
+        return self.configs[int(cfg_id)]
+
+    def describe(self, cfg: StitchConfig) -> str:
+        return cfg.describe(self.anchor_names, self.depth)
+
+    def select(self, cfg_id: int) -> "SNNet":
+        """Make ``forward(x)`` run configuration ``cfg_id``; returns self."""
+        self.config_id = self.config(cfg_id).id
+        return self
+
+    def stitch_layer(self, cfg: StitchConfig) -> StitchingLayer:
+        assert cfg.stitch_layer is not None
+        p, layer = cfg.stitch_layer
+        return self.stitch_layers[p][layer]  # type: ignore[index,return-value]
+
+    # ---- forward ----
+    def forward(self, x: torch.Tensor, cfg_id: int | None = None) -> torch.Tensor:
+        cfg = self.config(self.config_id if cfg_id is None else cfg_id)
+        if cfg.position is None:
+            return self.anchors[cfg.front](x)
+        j, k = cfg.position
+        front, end = self.anchors[cfg.front], self.anchors[cfg.end]
+        x = vit_embed(front, x)
+        for blk in front.blocks[: j + 1]:
+            x = blk(x)
+        x = self.stitch_layer(cfg)(x)
+        for blk in end.blocks[k:]:
+            x = blk(x)
+        return vit_head(end, x, apply_norm=self.family.head == "v2")
+
+    def modules_of(self, cfg: StitchConfig) -> list[nn.Module]:
+        """The modules whose parameters configuration ``cfg`` uses (for counting and freezing)."""
+        front, end = self.anchors[cfg.front], self.anchors[cfg.end]
+        if cfg.position is None:
+            return [front]
+        j, k = cfg.position
+        return [front.patch_embed, *front.blocks[: j + 1], self.stitch_layer(cfg),
+                *end.blocks[k:], end.head, end.norm]
+
+
+# ---- building and loading -------------------------------------------------------------------
+
+def anchors_from_family(family: FamilySpec, device: str | torch.device = "cpu") -> list[nn.Module]:
+    """Create the family's timm anchors (random init unless a spec asks for weights)."""
+    import timm
+
+    anchors = []
+    for spec in family.anchors:
+        if not timm.is_model(spec.model):
+            raise FamilyError(f"family '{family.name}': anchor '{spec.name}' names unknown timm model "
+                              f"'{spec.model}' (see timm.list_models())")
+        try:
+            with torch.device(device):
+                model = timm.create_model(spec.model, pretrained=spec.pretrained, **dict(spec.kwargs))
+        except TypeError as exc:
+            raise FamilyError(f"family '{family.name}': anchor '{spec.name}' ({spec.model}) "
+                              f"rejects its kwargs: {exc}") from None
+        if spec.checkpoint:
+            load_state(model, spec.checkpoint, what=f"anchor '{spec.name}' of family '{family.name}'")
+        anchors.append(model.eval())
+    return anchors
+
+
+def snnet_from_family(family: FamilySpec | str, device: str | torch.device = "cpu",
+                      seed: int | None = 0) -> SNNet:
+    """Build an SN-Net for ``family`` (a spec, registered name or YAML path)."""
+    family = get_family(family)
+    if seed is not None:
+        torch.manual_seed(seed)
+    with torch.device(device):
+        return SNNet(family, anchors_from_family(family, device)).eval()
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint safely (``weights_only``): ``{'model': sd}``, ``{'state_dict': sd}`` or ``sd``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle/zip errors of many kinds
+        raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    for key in ("model", "state_dict", "model_state"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"checkpoint {path} holds no state dict ({{'model': state_dict}} expected)")
+    return obj
+
+
+def _short(keys: Sequence[str], n: int = 6) -> str:
+    keys = list(keys)
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def load_state(model: nn.Module, path_or_sd: str | Path | dict[str, torch.Tensor], what: str) -> None:
+    """Strictly load a state dict into ``model``; one error names every mismatch."""
+    sd = path_or_sd if isinstance(path_or_sd, dict) else read_state_dict(path_or_sd)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shapes = sorted(f"{k} {tuple(sd[k].shape)} != {tuple(own[k].shape)}"
+                    for k in set(own) & set(sd) if sd[k].shape != own[k].shape)
+    if missing or unexpected or shapes:
+        parts = [f"{label}: {_short(keys)}" for label, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if keys]
+        src = path_or_sd if not isinstance(path_or_sd, dict) else "state dict"
+        raise CheckpointError(f"checkpoint {src} does not match {what}: " + "; ".join(parts))
+    model.load_state_dict(sd, strict=True)
+
+
+def load_checkpoint(snnet: SNNet, path: str | Path) -> SNNet:
+    """Load a checkpoint in the published layout strictly into ``snnet``."""
+    load_state(snnet, path, what=f"family '{snnet.family.name}' "
+               f"({len(snnet.anchors)} anchors {'/'.join(snnet.anchor_names)}, "
+               f"{len(snnet.stitch_layers)}x{len(snnet.stitch_layers[0])} stitching layers)")
+    return snnet
+
+
+def save_checkpoint(snnet: SNNet, path: str | Path, **extra: object) -> None:
+    """Write ``{'model': state_dict, **extra}`` atomically (the published layout)."""
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"model": snnet.state_dict(), **extra}, tmp)

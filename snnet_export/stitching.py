@@ -1,0 +1,130 @@
+"""Stitch configurations: positions from the sliding window, and the published id order.
+
+For the DeiT-Ti/S/B family this reproduces the published table exactly: ids 0-2 are the anchors,
+then every (front, end) anchor pair in order, each with its positions in enumeration order.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from .errors import ConfigError, FamilyError
+
+
+@dataclass(frozen=True)
+class StitchConfig:
+    """One sub-network of an SN-Net.
+
+    Attributes:
+        id: the configuration id (published order).
+        front, end: anchor indices; equal for a plain anchor.
+        position: ``(j, k)``: run front blocks ``0..j``, then end blocks ``k..depth-1``;
+            ``None`` for a plain anchor.
+        stitch_layer: ``(pair, layer)`` index into ``SNNet.stitch_layers``; ``None`` for anchors.
+    """
+
+    id: int
+    front: int
+    end: int
+    position: tuple[int, int] | None = None
+    stitch_layer: tuple[int, int] | None = None
+
+    @property
+    def is_anchor(self) -> bool:
+        return self.position is None
+
+    def describe(self, anchor_names: Sequence[str], depth: int) -> str:
+        """Human-readable path, e.g. ``Ti[0..3] -> S[4..11]`` or ``anchor Ti``."""
+        if self.position is None:
+            return f"anchor {anchor_names[self.front]}"
+        j, k = self.position
+        return f"{anchor_names[self.front]}[0..{j}] -> {anchor_names[self.end]}[{k}..{depth - 1}]"
+
+
+def window_positions(depth: int, kernel_size: int = 2, stride: int = 1) -> list[tuple[tuple[int, int], int]]:
+    """Stitching positions and their layer index for anchors of equal depth.
+
+    Slides a window of ``kernel_size`` block indices with ``stride``; each ordered pair ``(j, k)``
+    inside the window not seen before becomes a position, and each window that adds a position
+    opens a new stitching layer shared by the positions it added.
+
+    Returns:
+        ``[((j, k), layer), ...]`` in enumeration order.
+    """
+    seen: set[tuple[int, int]] = set()
+    out: list[tuple[tuple[int, int], int]] = []
+    layer = -1
+    for start in range(0, depth, stride):
+        window = range(start, min(start + kernel_size, depth))
+        new = [(j, k) for j in window for k in window if (j, k) not in seen]
+        if new:
+            layer += 1
+            seen.update(new)
+            out.extend((pos, layer) for pos in new)
+    return out
+
+
+def anchor_pairs(num_anchors: int, nearest: bool = True) -> list[tuple[int, int]]:
+    """Ordered (front, end) anchor pairs that get stitching layers, fast to slow."""
+    if nearest:
+        return [(i, i + 1) for i in range(num_anchors - 1)]
+    return list(itertools.combinations(range(num_anchors), 2))
+
+
+def enumerate_configs(
+    num_anchors: int, depth: int, kernel_size: int = 2, stride: int = 1, nearest: bool = True
+) -> tuple[StitchConfig, ...]:
+    """All configurations in published id order: anchors first, then pairs with their positions."""
+    if depth < 1:
+        raise FamilyError(f"anchors must have at least one block, got depth {depth}")
+    configs = [StitchConfig(id=i, front=i, end=i) for i in range(num_anchors)]
+    positions = window_positions(depth, kernel_size, stride)
+    for p, (a, b) in enumerate(anchor_pairs(num_anchors, nearest)):
+        for pos, layer in positions:
+            configs.append(StitchConfig(len(configs), a, b, pos, (p, layer)))
+    return tuple(configs)
+
+
+def num_stitch_layers(depth: int, kernel_size: int = 2, stride: int = 1) -> int:
+    """Stitching layers per anchor pair."""
+    positions = window_positions(depth, kernel_size, stride)
+    return positions[-1][1] + 1 if positions else 0
+
+
+def parse_config_selection(text: str | None, num_configs: int) -> list[int]:
+    """Parse ``"0,3,10-20"`` into sorted unique ids; ``None``/``"all"`` selects every id."""
+    if text is None or text.strip().lower() in ("", "all"):
+        return list(range(num_configs))
+    ids: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        if not m:
+            raise ConfigError(f"bad configuration selection '{part}': expected ids like 0,3,10-20")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        if hi < lo:
+            raise ConfigError(f"bad configuration range '{part}': end before start")
+        ids.update(range(lo, hi + 1))
+    bad = sorted(i for i in ids if i >= num_configs)
+    if bad:
+        raise ConfigError(f"configuration id(s) {bad} do not exist: this family has ids 0-{num_configs - 1}")
+    return sorted(ids)
+
+
+def format_selection(ids: Iterable[int]) -> str:
+    """Inverse of :func:`parse_config_selection`: ``[0,1,2,5]`` -> ``"0-2,5"``."""
+    ids = sorted(set(ids))
+    parts: list[str] = []
+    start = prev = None
+    for i in ids + [None]:  # type: ignore[operator]
+        if start is None:
+            start = prev = i
+        elif i is not None and i == prev + 1:
+            prev = i
+        else:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = prev = i
+    return ",".join(parts)

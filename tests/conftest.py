@@ -1,0 +1,27 @@
+"""Shared fixtures: the tiny family (depth 12, widths 24/48/96, 32x32) keeps CPU tests fast."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def tiny_net():
+    """A randomly initialised tiny SN-Net (shared, read-only: tests must not mutate it)."""
+    import torch
+
+    from snnet_export.snnet import snnet_from_family
+
+    torch.set_num_threads(2)
+    return snnet_from_family("tiny", seed=0)
+
+
+@pytest.fixture()
+def images():
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(4, 3, 32, 32, generator=g)

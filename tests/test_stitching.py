@@ -1,0 +1,60 @@
+"""Configuration enumeration reproduces the published ids."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from snnet_export.errors import ConfigError
+from snnet_export.stitching import (
+    enumerate_configs, format_selection, parse_config_selection, window_positions,
+)
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "official_deit_tsb_stitches.tsv"
+
+
+def test_window_positions_match_published_layers():
+    pos = window_positions(12, 2, 1)
+    assert len(pos) == 34
+    assert pos[:4] == [((0, 0), 0), ((0, 1), 0), ((1, 0), 0), ((1, 1), 0)]
+    for m in range(1, 11):
+        assert pos[4 + 3 * (m - 1): 4 + 3 * m] == [((m, m + 1), m), ((m + 1, m), m), ((m + 1, m + 1), m)]
+
+
+def test_config_ids_in_published_order():
+    cfgs = enumerate_configs(3, 12)
+    assert len(cfgs) == 71
+    assert [c.id for c in cfgs] == list(range(71))
+    assert [(c.front, c.end) for c in cfgs[:3]] == [(0, 0), (1, 1), (2, 2)]
+    assert all((c.front, c.end, c.stitch_layer[0]) == (0, 1, 0) for c in cfgs[3:37])
+    assert all((c.front, c.end, c.stitch_layer[0]) == (1, 2, 1) for c in cfgs[37:])
+    assert cfgs[39].position == (1, 0) and cfgs[70].position == (11, 11)
+    assert len({c.stitch_layer for c in cfgs if c.stitch_layer}) == 22
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason="shared reference table not beside the checkout")
+def test_paths_equal_reference_table():
+    names = ["Ti", "S", "B"]
+    rows = list(csv.DictReader(REFERENCE.open(), delimiter="\t"))
+    for cfg, row in zip(enumerate_configs(3, 12), rows):
+        assert cfg.describe(names, 12) == row["path"]
+        if cfg.stitch_layer:
+            p, layer = cfg.stitch_layer
+            assert row["stitch_layer(stitch_layers.P.L)"] == f"SL{p}{p + 1}.{layer}"
+
+
+def test_non_nearest_pairs_add_ti_to_b():
+    cfgs = enumerate_configs(3, 12, nearest=False)
+    assert len(cfgs) == 3 + 3 * 34
+    assert {(c.front, c.end) for c in cfgs[3:]} == {(0, 1), (0, 2), (1, 2)}
+
+
+def test_selection_parsing_round_trip():
+    assert parse_config_selection("0,3,10-12", 71) == [0, 3, 10, 11, 12]
+    assert parse_config_selection(None, 5) == [0, 1, 2, 3, 4]
+    assert format_selection([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    with pytest.raises(ConfigError, match="do not exist"):
+        parse_config_selection("70-72", 71)
+    with pytest.raises(ConfigError, match="expected ids"):
+        parse_config_selection("a-b", 71)
