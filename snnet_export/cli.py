@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -106,6 +107,84 @@ def info(family: str, as_json: bool) -> None:
                 click.echo(f"  anchor {a['name']:<4} {a['model']:<28} width {a['width']:<5} params {a['params']:,}")
         else:
             click.echo(f"{key}: {value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"{key}: {value}")
+
+
+# ---- build (TensorRT engines) ----------------------------------------------------------------
+
+@cli.command("build")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-t", "--target", required=True,
+              help="Target profile: dgpu, jetson-orin, jetson-thor, or a path to a YAML profile.")
+@click.option("--configs", default=None, help="Stitch ids to build, e.g. 0,3,10-20 (default: every exported one).")
+@click.option("--strip-weights", is_flag=True,
+              help="Weight-stripped engines, refitted from the ONNX + shared weight file when loaded.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Timing-cache file shared by all stitch builds [default: FOLDER/trt/TARGET/timing.cache].")
+@click.option("--force", is_flag=True, help="Rebuild engines that are up to date.")
+@click.option("--dry-run", is_flag=True, help="Print the build plan and exit (needs no TensorRT).")
+def build_cmd(folder: Path, target: str, configs: str | None, strip_weights: bool, timing_cache: Path | None,
+              force: bool, dry_run: bool) -> None:
+    """Build one TensorRT engine per stitch of the engine FOLDER for a GPU or Jetson target.
+
+    Engines go to FOLDER/trt/TARGET/stitch_NNN.engine and are recorded in FOLDER/manifest.json;
+    a second run skips the engines that are up to date.
+    """
+    from .build import build_engines, format_plan
+    from .manifest import load_manifest
+
+    result = build_engines(folder, target, configs=configs, strip_weights=strip_weights,
+                           timing_cache=timing_cache, dry_run=dry_run, force=force)
+    if dry_run:
+        click.echo(format_plan(result.plan, load_manifest(folder)))
+        return
+    click.echo(f"{len(result.built)} engine(s) built, {len(result.skipped)} up to date, "
+               f"in {result.plan.out_dir} (recorded in {folder / 'manifest.json'})")
+
+
+# ---- export, verify ---------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("family")
+@click.argument("checkpoint")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Engine folder, e.g. engines/deit-fp16.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (18 parses in TensorRT 10.3 / JetPack 6).")
+@click.option("--configs", default=None, help="Stitch ids to export, e.g. 0,3,10-20 (default: all).")
+@click.option("--batch-max", type=click.IntRange(1), default=64, show_default=True, help="Largest batch the engines serve.")
+@click.option("--accuracy", type=click.Path(dir_okay=False), default=None, help="Results JSONL whose Top-1 goes into the manifest.")
+@click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights when CHECKPOINT is 'random'.")
+@click.option("--force", is_flag=True, help="Replace a folder holding a different export.")
+@click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch check (not recommended).")
+def export(family: str, checkpoint: str, out: str, precision: str, opset: int, configs: str | None,
+           batch_max: int, accuracy: str | None, exporter: str, seed: int, force: bool, no_verify: bool) -> None:
+    """Export every stitch of FAMILY at CHECKPOINT (or 'random') to ONNX with shared weights."""
+    import time
+
+    from .export import export_stitches
+
+    t0 = time.perf_counter()
+    m = export_stitches(family, checkpoint, out, precision=precision, opset=opset, configs=configs,
+                        batch_max=batch_max, accuracy=accuracy, force=force, verify=not no_verify,
+                        seed=seed, exporter=exporter)
+    w = m["weights"]
+    click.echo(f"{len(m['configs'])} stitches in {out}: {len(w['tensors'])} tensors, {w['size'] / 2**20:.1f} MiB "
+               f"in {w['file']}, all verified, {time.perf_counter() - t0:.0f} s")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="JSON summary on stdout.")
+def verify(folder: str, as_json: bool) -> None:
+    """Re-check an engine FOLDER on disk: graphs, hashes, external-data locations."""
+    from .verify import verify_folder
+
+    summary = verify_folder(folder)
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(f"OK: {summary['stitches']} stitches, {summary['tensors']} tensors, "
+                   f"{summary['weight_bytes'] / 2**20:.1f} MiB of weights verified in {folder}")
 
 
 def main() -> None:

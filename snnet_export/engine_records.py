@@ -1,0 +1,200 @@
+"""Manifest records of built TensorRT engines, the resume rule and the load-time compatibility check.
+
+One :class:`EngineRecord` per built engine, stored under ``manifest["engines"][target]["stitches"]``::
+
+    {"id": 3, "file": "trt/dgpu/stitch_003.engine", "onnx": "stitch_003.onnx", "onnx_sha256": "...",
+     "weights_sha256": "...", "sha256": "...", "size": 9437184,
+     "tensorrt_version": "10.13.0.35", "gpu": {"name": "NVIDIA L4", "compute_capability": "8.9"},
+     "flags": ["FP16", "STRIP_PLAN", "REFIT_IDENTICAL"], "stripped": true,
+     "hardware_compatibility": "none", "version_compatible": false, "dla_core": null,
+     "profile": {"input": "input", "min": [1, 3, 224, 224], "opt": [8, 3, 224, 224], "max": [64, 3, 224, 224]},
+     "build_seconds": 41.2, "built": "2026-11-21T14:00:00Z"}
+
+Paths are relative to the engine folder. No TensorRT, torch or click here (the runtime imports it).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from .errors import BuildError
+from .io import sha256_file
+
+if TYPE_CHECKING:
+    from .build import BuildPlan, StitchJob
+    from .targets import TargetProfile
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"10.3.0.30"`` -> ``(10, 3, 0, 30)``; tolerates suffixes such as ``"10.13.0.35+cuda13"``."""
+    parts = []
+    for piece in str(text).split("+")[0].split("."):
+        m = re.match(r"\d+", piece)
+        if not m:
+            break
+        parts.append(int(m.group()))
+    if not parts:
+        raise BuildError(f"cannot read TensorRT version {text!r}: expected something like '10.3.0'")
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class GpuEnv:
+    """The TensorRT version and GPU of this machine (what an engine is specific to)."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str  # "8.7"
+
+
+@dataclass(frozen=True)
+class EngineRecord:
+    """What the manifest remembers about one built engine (see the module docstring)."""
+
+    cfg_id: int
+    file: str
+    onnx: str
+    sha256: str
+    size: int
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    flags: tuple[str, ...] = ()
+    stripped: bool = False
+    hardware_compatibility: str = "none"
+    version_compatible: bool = False
+    dla_core: int | None = None
+    input_name: str = "input"
+    min_shape: tuple[int, ...] = ()
+    opt_shape: tuple[int, ...] = ()
+    max_shape: tuple[int, ...] = ()
+    onnx_sha256: str | None = None
+    weights_sha256: str | None = None
+    build_seconds: float = 0.0
+    built: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.cfg_id, "file": self.file, "onnx": self.onnx, "onnx_sha256": self.onnx_sha256,
+            "weights_sha256": self.weights_sha256, "sha256": self.sha256, "size": self.size,
+            "tensorrt_version": self.tensorrt_version,
+            "gpu": {"name": self.gpu_name, "compute_capability": self.compute_capability},
+            "flags": list(self.flags), "stripped": self.stripped,
+            "hardware_compatibility": self.hardware_compatibility,
+            "version_compatible": self.version_compatible, "dla_core": self.dla_core,
+            "profile": {"input": self.input_name, "min": list(self.min_shape), "opt": list(self.opt_shape),
+                        "max": list(self.max_shape)},
+            "build_seconds": self.build_seconds, "built": self.built,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EngineRecord:
+        """Read a manifest record; raise :class:`BuildError` if a required field is missing."""
+        try:
+            gpu, prof = d.get("gpu") or {}, d.get("profile") or {}
+            return cls(
+                cfg_id=int(d["id"]), file=str(d["file"]), onnx=str(d["onnx"]), sha256=str(d["sha256"]),
+                size=int(d["size"]), tensorrt_version=str(d["tensorrt_version"]), gpu_name=str(gpu["name"]),
+                compute_capability=str(gpu["compute_capability"]), flags=tuple(d.get("flags") or ()),
+                stripped=bool(d.get("stripped", False)),
+                hardware_compatibility=str(d.get("hardware_compatibility", "none")),
+                version_compatible=bool(d.get("version_compatible", False)), dla_core=d.get("dla_core"),
+                input_name=str(prof.get("input", "input")), min_shape=tuple(prof.get("min") or ()),
+                opt_shape=tuple(prof.get("opt") or ()), max_shape=tuple(prof.get("max") or ()),
+                onnx_sha256=d.get("onnx_sha256"), weights_sha256=d.get("weights_sha256"),
+                build_seconds=float(d.get("build_seconds", 0.0)),
+                built=str(d.get("built", "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BuildError(f"engine record {dict(d)!r} is incomplete ({exc!r}): rebuild the engine "
+                             "with `snnet-export build`") from None
+
+
+def target_records(manifest: Mapping[str, Any] | None, target: str) -> list[EngineRecord]:
+    """Every engine record of ``target`` in ``manifest`` (empty if none was built)."""
+    section = ((manifest or {}).get("engines") or {}).get(target) or {}
+    return [EngineRecord.from_dict(r) for r in section.get("stitches", [])]
+
+
+def find_record(manifest: Mapping[str, Any] | None, target: str, cfg_id: int) -> EngineRecord | None:
+    """The record of stitch ``cfg_id`` built for ``target``, or None."""
+    return next((r for r in target_records(manifest, target) if r.cfg_id == cfg_id), None)
+
+
+def store_record(manifest: dict[str, Any], target: TargetProfile, timing_cache: str, record: EngineRecord) -> None:
+    """Insert or replace ``record`` under ``manifest["engines"][target.name]`` (in memory)."""
+    engines = manifest.setdefault("engines", {})
+    section = engines.setdefault(target.name, {})
+    section["target"] = target.to_dict()
+    section["timing_cache"] = timing_cache
+    rows = [r for r in section.get("stitches", []) if int(r.get("id", -1)) != record.cfg_id]
+    rows.append(record.to_dict())
+    section["stitches"] = sorted(rows, key=lambda r: int(r["id"]))
+
+
+def up_to_date_reason(plan: BuildPlan, job: StitchJob, record: EngineRecord | None, env: GpuEnv) -> str | None:
+    """None when ``job``'s engine can be kept as is; otherwise why it must be (re)built."""
+    if record is None:
+        return "not built yet"
+    if not job.engine.is_file():
+        return "engine file missing"
+    if record.tensorrt_version != env.tensorrt_version:
+        return f"recorded TensorRT {record.tensorrt_version}, this machine has {env.tensorrt_version}"
+    if (record.gpu_name, record.compute_capability) != (env.gpu_name, env.compute_capability):
+        return f"recorded for {record.gpu_name} (sm {record.compute_capability}), this GPU is {env.gpu_name}"
+    if job.onnx_sha256 and record.onnx_sha256 and job.onnx_sha256 != record.onnx_sha256:
+        return "the ONNX export changed"
+    if stale_weights(record, plan.weights_sha256):
+        return "the shared weight file changed"
+    settings = (tuple(plan.flags), plan.strip_weights, plan.min_shape, plan.opt_shape, plan.max_shape,
+                plan.target.hardware_compatibility, plan.target.dla_core)
+    recorded = (record.flags, record.stripped, record.min_shape, record.opt_shape, record.max_shape,
+                record.hardware_compatibility, record.dla_core)
+    if settings != recorded:
+        return "build settings changed"
+    if job.engine.stat().st_size != record.size or sha256_file(job.engine) != record.sha256:
+        return "engine file differs from its record"
+    return None
+
+
+def stale_weights(record: EngineRecord, weights_sha256: str | None) -> bool:
+    """True when the export's shared weights (manifest sha256) differ from those the engine was built from.
+
+    The ONNX files name their weights by offset only, so a re-export with new weights leaves them
+    byte-identical: the weight file's hash is what tells the engine is stale.
+    """
+    return bool(weights_sha256 and record.weights_sha256 and weights_sha256 != record.weights_sha256)
+
+
+def incompatibility(record: EngineRecord, env: GpuEnv) -> str | None:
+    """Why an engine described by ``record`` cannot run on ``env``, or None when it can."""
+    built, here = parse_version(record.tensorrt_version), parse_version(env.tensorrt_version)
+    if record.version_compatible:
+        if here < built:
+            return (f"it was built by TensorRT {record.tensorrt_version} (version compatible), which is newer "
+                    f"than this machine's TensorRT {env.tensorrt_version}")
+    elif record.tensorrt_version != env.tensorrt_version:
+        return (f"it was built by TensorRT {record.tensorrt_version} but this machine has TensorRT "
+                f"{env.tensorrt_version} (engines run only on the TensorRT version that built them)")
+    cc_built, cc_here = parse_version(record.compute_capability), parse_version(env.compute_capability)
+    level = record.hardware_compatibility
+    if level == "ampere+":
+        if cc_here < (8, 0):
+            return f"it was built for Ampere or newer GPUs but this GPU ({env.gpu_name}) is sm {env.compute_capability}"
+    elif cc_built != cc_here:
+        return (f"it was built for compute capability {record.compute_capability} ({record.gpu_name}) but this "
+                f"GPU ({env.gpu_name}) is {env.compute_capability}")
+    elif level == "none" and record.gpu_name != env.gpu_name:
+        return (f"it was built on a {record.gpu_name} and this GPU is a {env.gpu_name} (build with "
+                "hardware_compatibility: same-compute-capability to share engines between them)")
+    return None
+
+
+def check_engine_compatible(record: EngineRecord | Mapping[str, Any], env: GpuEnv, path: str | Path = "") -> None:
+    """Refuse (:class:`BuildError`) to load an engine recorded for another TensorRT or GPU."""
+    rec = record if isinstance(record, EngineRecord) else EngineRecord.from_dict(record)
+    reason = incompatibility(rec, env)
+    if reason:
+        raise BuildError(f"cannot load engine {path or rec.file}: {reason}. Rebuild it on this machine "
+                         "with `snnet-export build ENGINE_FOLDER --target TARGET`")

@@ -1,0 +1,1 @@
+"""Deployment-side runtime: imports NumPy and ONNX Runtime (or TensorRT) only, never torch/timm/click."""

@@ -1,0 +1,89 @@
+"""ONNX Runtime sessions over the shared weight file, with one in-memory copy of the weights.
+
+Every session gets its initializers as zero-copy views of the one memory-mapped weight file
+(``SessionOptions.add_initializer``), and weight prepacking is disabled so MLAS does not make a
+private packed copy per session: all resident stitches together cost about the weights once.
+Imports no torch, timm or click.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..deps import require
+from ..errors import VerifyError
+from ..io import sha256_file
+from .weights import WeightFile, check_location
+
+
+def session_options(threads: int | None = None, share_weights: bool = True) -> Any:
+    """ORT session options used everywhere (export verification, bench, selector)."""
+    ort = require("onnxruntime", "running stitches with ONNX Runtime")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if share_weights:
+        so.add_session_config_entry("session.disable_prepacking", "1")
+    so.log_severity_level = 3
+    return so
+
+
+def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFile | None,
+                threads: int | None = None, providers: list[str] | None = None,
+                check_hash: bool = True) -> Any:
+    """Open one stitch's ONNX as an ORT session.
+
+    Args:
+        folder: the engine folder.
+        entry: the stitch's manifest entry (``onnx``, ``onnx_sha256``, ``initializers``).
+        weights: the folder's mapped weight file; ``None`` lets ORT read the external data
+            itself (a private copy per session).
+        check_hash: refuse a graph file whose SHA-256 differs from the manifest's.
+    """
+    ort = require("onnxruntime", "running stitches with ONNX Runtime")
+    path = Path(folder) / entry["onnx"]
+    if not path.is_file():
+        raise VerifyError(f"stitch {entry['id']}: {path} is missing")
+    if check_hash and sha256_file(path) != entry["onnx_sha256"]:
+        raise VerifyError(f"stitch {entry['id']}: {path.name} differs from the manifest (SHA-256 "
+                          "mismatch: edited or corrupted; re-export or run `snnet-export verify`)")
+    if weights is not None:
+        check_graph_locations(path, weights.path.name)
+    so = session_options(threads, share_weights=weights is not None)
+    keep = []
+    if weights is not None:
+        for name, index in entry["initializers"]:
+            value = ort.OrtValue.ortvalue_from_numpy(weights.array(index))
+            so.add_initializer(name, value)
+            keep.append(value)
+    providers = providers or ["CPUExecutionProvider"]
+    try:
+        sess = ort.InferenceSession(os.fspath(path), so, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
+        raise VerifyError(f"stitch {entry['id']}: ONNX Runtime refused {path.name}: "
+                          f"{str(exc).splitlines()[0]}") from None
+    sess._snnet_keepalive = (keep, so, weights)  # the buffers must outlive the session
+    return sess
+
+
+def check_graph_locations(path: Path, weight_file: str) -> None:
+    """Refuse a graph whose external data is anything but this folder's weight file."""
+    import onnx
+
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    for init in model.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            info = {e.key: e.value for e in init.external_data}
+            check_location(path.parent, info.get("location", ""), weight_file)
+
+
+def run_session(sess: Any, x: np.ndarray) -> np.ndarray:
+    """Run a single-input, single-output stitch session."""
+    name = sess.get_inputs()[0].name
+    return sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
