@@ -156,8 +156,11 @@ def build_cmd(folder: Path, target: str, configs: str | None, strip_weights: boo
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights when CHECKPOINT is 'random'.")
 @click.option("--force", is_flag=True, help="Replace a folder holding a different export.")
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch check (not recommended).")
+@click.option("--from", "from_folder", type=click.Path(file_okay=False), default=None,
+              help="Reuse the graphs of this FP32 export (same family and checkpoint) instead of tracing again.")
 def export(family: str, checkpoint: str, out: str, precision: str, opset: int, configs: str | None,
-           batch_max: int, accuracy: str | None, exporter: str, seed: int, force: bool, no_verify: bool) -> None:
+           batch_max: int, accuracy: str | None, exporter: str, seed: int, force: bool, no_verify: bool,
+           from_folder: str | None) -> None:
     """Export every stitch of FAMILY at CHECKPOINT (or 'random') to ONNX with shared weights."""
     import time
 
@@ -166,7 +169,7 @@ def export(family: str, checkpoint: str, out: str, precision: str, opset: int, c
     t0 = time.perf_counter()
     m = export_stitches(family, checkpoint, out, precision=precision, opset=opset, configs=configs,
                         batch_max=batch_max, accuracy=accuracy, force=force, verify=not no_verify,
-                        seed=seed, exporter=exporter)
+                        seed=seed, exporter=exporter, from_folder=from_folder)
     w = m["weights"]
     click.echo(f"{len(m['configs'])} stitches in {out}: {len(w['tensors'])} tensors, {w['size'] / 2**20:.1f} MiB "
                f"in {w['file']}, all verified, {time.perf_counter() - t0:.0f} s")
@@ -185,6 +188,37 @@ def verify(folder: str, as_json: bool) -> None:
     else:
         click.echo(f"OK: {summary['stitches']} stitches, {summary['tensors']} tensors, "
                    f"{summary['weight_bytes'] / 2**20:.1f} MiB of weights verified in {folder}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--min-throughput", type=float, default=None, help="Images/s the app needs.")
+@click.option("--max-latency-ms", type=float, default=None, help="Latency limit per call (p90).")
+@click.option("--batch", type=click.IntRange(1), default=None, help="Batch size the app runs.")
+@click.option("--backend", type=click.Choice(["auto", "ort", "trt"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+def select(folder: str, min_throughput: float | None, max_latency_ms: float | None, batch: int | None,
+           backend: str, as_json: bool) -> None:
+    """Print the stitch the runtime selector would run for a budget."""
+    import warnings
+
+    from .runtime import Selector
+
+    if min_throughput is None and max_latency_ms is None:
+        raise click.UsageError("give --min-throughput and/or --max-latency-ms")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sel = Selector(folder, backend=backend, resident="none")
+        sel.set_budget(min_throughput=min_throughput, max_latency_ms=max_latency_ms, batch=batch)
+    info = sel.describe()
+    if as_json:
+        emit_json({**info, "warnings": [str(w.message) for w in caught]})
+        return
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    b = sel.budget["batch"]
+    click.echo(f"stitch {info['id']}: {info['path']}  Top-1/score {info['accuracy']:.2f}  "
+               f"{info['throughput'].get(b, 0):.1f} img/s at batch {b}  (frontier of {len(sel.frontier)})")
 
 
 def main() -> None:

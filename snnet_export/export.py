@@ -194,7 +194,7 @@ def export_stitches(
     family: str | FamilySpec, checkpoint: str | Path, out: str | Path, precision: str = "fp32",
     opset: int = DEFAULT_OPSET, configs: str | Sequence[int] | None = None, batch_max: int = 64,
     accuracy: str | Path | None = None, force: bool = False, verify: bool = True, seed: int = 0,
-    progress: bool = True, exporter: str = "torchscript",
+    progress: bool = True, exporter: str = "torchscript", from_folder: str | Path | None = None,
 ) -> dict[str, Any]:
     """Export the selected stitches of ``family`` into the engine folder ``out``.
 
@@ -208,6 +208,8 @@ def export_stitches(
         accuracy: a results JSONL (``snnet-export eval`` or published) to record per stitch.
         verify: check each stitch in ONNX Runtime against PyTorch (failures summarised at the end).
         exporter: ``torchscript`` (default, fast) or ``dynamo`` (see :func:`onnx_from_stitch`).
+        from_folder: an FP32 export of the same family and checkpoint whose graphs are reused
+            instead of tracing again (e.g. to make the FP16 folder); still verified vs PyTorch.
 
     Returns:
         The manifest (also written to ``out/manifest.json``).
@@ -236,6 +238,7 @@ def export_stitches(
     manifest.pop("weights_file", None)
     entries = {e["id"]: e for e in manifest["configs"]}
     meta = snnet_from_family(spec, device="meta")
+    source = _source_graphs(from_folder, header) if from_folder else None
     failures: list[str] = []
     from .progress import progress_bar
 
@@ -246,7 +249,7 @@ def export_stitches(
                 log.debug("stitch %d already exported and verified; skipping", cfg_id)
                 continue
             t0 = time.perf_counter()
-            entry = _export_one(snnet, meta, cfg_id, out, store, opset, precision, acc, exporter)
+            entry = _export_one(snnet, meta, cfg_id, out, store, opset, precision, acc, exporter, source)
             store.flush()
             if verify:
                 entry["verified"] = _verify_entry(snnet, out, entry, manifest, store, precision)
@@ -275,10 +278,14 @@ def _accuracy_table(accuracy: str | Path | None) -> dict[int, dict[str, float]]:
 
 
 def _export_one(snnet: SNNet, meta: SNNet, cfg_id: int, out: Path, store: WeightStore, opset: int,
-                precision: str, acc: dict[int, dict[str, float]], exporter: str) -> dict[str, Any]:
+                precision: str, acc: dict[int, dict[str, float]], exporter: str,
+                source: dict[int, Path] | None = None) -> dict[str, Any]:
     cfg = snnet.config(cfg_id)
     try:
-        model = onnx_from_stitch(snnet, cfg_id, opset, precision, exporter)
+        if source is not None:
+            model = _graph_from_source(source, cfg_id, precision)
+        else:
+            model = onnx_from_stitch(snnet, cfg_id, opset, precision, exporter)
     except SNNetExportError:
         raise
     except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds
@@ -298,6 +305,28 @@ def _export_one(snnet: SNNet, meta: SNNet, cfg_id: int, out: Path, store: Weight
         "onnx_bytes": len(data), "inputs": _io_spec(model.graph.input),
         "outputs": _io_spec(model.graph.output), "initializers": initializers,
     }
+
+
+def _source_graphs(folder: str | Path, header: dict[str, Any]) -> dict[int, Path]:
+    """Verified FP32 graphs of an earlier export of the same family, checkpoint and opset."""
+    folder = Path(folder)
+    src = load_manifest(folder)
+    differs = [k for k in ("family", "checkpoint", "opset", "exporter") if src.get(k) != header[k]]
+    if src.get("precision") != "fp32" or differs:
+        raise ExportError(f"--from {folder} must be an FP32 export of the same family, checkpoint, opset "
+                          f"and exporter (differs: {', '.join(differs) or 'precision'})")
+    return {e["id"]: folder / e["onnx"] for e in src["configs"] if e.get("verified", {}).get("ok")}
+
+
+def _graph_from_source(source: dict[int, Path], cfg_id: int, precision: str) -> onnx.ModelProto:
+    if cfg_id not in source:
+        raise ExportError(f"stitch {cfg_id} is not a verified stitch of the --from folder: export it there first")
+    model = onnx.load(str(source[cfg_id]))  # external data read back from the source's weight file
+    if precision == "fp16":
+        from .fp16 import fp16_from_fp32
+
+        model = fp16_from_fp32(model)
+    return model
 
 
 def _verify_entry(snnet: SNNet, out: Path, entry: dict[str, Any], manifest: dict[str, Any],

@@ -243,3 +243,16 @@ def test_cli_errors_are_one_line(tmp_path, args, match):
 def test_cli_verify_ok(fp32_folder):
     result = CliRunner().invoke(cli, ["verify", str(fp32_folder)])
     assert result.exit_code == 0 and "OK: 71 stitches" in result.output
+
+
+def test_fp16_from_fp32_folder_reuses_graphs(fp32_folder, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(export_mod, "onnx_from_stitch", lambda *a, **k: calls.append(a))
+    m = export_stitches("tiny", "random", tmp_path / "h", precision="fp16", configs="0,5,60",
+                        seed=SEED, from_folder=fp32_folder, progress=False)
+    assert calls == [] and all(e["verified"]["ok"] for e in m["configs"])
+    assert {t["dtype"] for t in m["weights"]["tensors"]} == {"float16", "float32"}
+    verify_folder(tmp_path / "h")
+    with pytest.raises(ExportError, match="same family"):
+        export_stitches("tiny", "random", tmp_path / "g", precision="fp16", configs="0", seed=SEED + 1,
+                        from_folder=fp32_folder, progress=False)

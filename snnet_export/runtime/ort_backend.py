@@ -19,8 +19,15 @@ from ..io import sha256_file
 from .weights import WeightFile, check_location
 
 
-def session_options(threads: int | None = None, share_weights: bool = True) -> Any:
-    """ORT session options used everywhere (export verification, bench, selector)."""
+def session_options(threads: int | None = None, share_weights: bool = True, *,
+                    spinning: bool | None = None) -> Any:
+    """ORT session options used everywhere (export verification, bench, selector).
+
+    Args:
+        threads: intra-op threads (``None``: ORT's default, one per physical core).
+        share_weights: disable MLAS weight prepacking, so sessions keep no private packed copy.
+        spinning: let idle intra-op threads spin (ORT's default, ``None``) or sleep (``False``).
+    """
     ort = require("onnxruntime", "running stitches with ONNX Runtime")
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -30,13 +37,16 @@ def session_options(threads: int | None = None, share_weights: bool = True) -> A
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     if share_weights:
         so.add_session_config_entry("session.disable_prepacking", "1")
+    if spinning is not None:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     so.log_severity_level = 3
     return so
 
 
 def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFile | None,
                 threads: int | None = None, providers: list[str] | None = None,
-                check_hash: bool = True) -> Any:
+                check_hash: bool = True, *, fast: bool = False, prepack: bool = False,
+                spinning: bool | None = None) -> Any:
     """Open one stitch's ONNX as an ORT session.
 
     Args:
@@ -45,6 +55,11 @@ def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFil
         weights: the folder's mapped weight file; ``None`` lets ORT read the external data
             itself (a private copy per session).
         check_hash: refuse a graph file whose SHA-256 differs from the manifest's.
+        fast: run the graph with its attention fused into ``com.microsoft.Attention``
+            (:mod:`.ort_fast`; needs ``weights``). Same results, ONNX Runtime only.
+        prepack: let MLAS prepack the weights (faster GEMMs, but a private packed copy of the
+            weights per session); the default keeps one shared copy.
+        spinning: see :func:`session_options`.
     """
     ort = require("onnxruntime", "running stitches with ONNX Runtime")
     path = Path(folder) / entry["onnx"]
@@ -55,14 +70,21 @@ def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFil
                           "mismatch: edited or corrupted; re-export or run `snnet-export verify`)")
     if weights is not None:
         check_graph_locations(path, weights.path.name)
-    so = session_options(threads, share_weights=weights is not None)
+    so = session_options(threads, share_weights=weights is not None and not prepack, spinning=spinning)
+    providers = providers or ["CPUExecutionProvider"]
+    if fast:
+        if weights is None:
+            raise VerifyError(f"stitch {entry['id']}: the fused fast path takes its weights from the "
+                              "folder's weight file; pass the folder's WeightFile")
+        from .ort_fast import fast_session
+
+        return fast_session(folder, entry, weights, so, providers)
     keep = []
     if weights is not None:
         for name, index in entry["initializers"]:
             value = ort.OrtValue.ortvalue_from_numpy(weights.array(index))
             so.add_initializer(name, value)
             keep.append(value)
-    providers = providers or ["CPUExecutionProvider"]
     try:
         sess = ort.InferenceSession(os.fspath(path), so, providers=providers)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types

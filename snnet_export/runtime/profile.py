@@ -1,0 +1,101 @@
+"""Measured profiles (``profile.<device>.json``) and the throughput-vs-Top-1 Pareto frontier.
+
+Schema (``version`` 1), written by ``snnet-export bench``::
+
+    {"schema": "snnet-export/profile", "version": 1, "device": "cpu-amd-epyc-9654",
+     "backend": "ort" | "trt" | "torch", "precision": "fp32",
+     "environment": {"cpu": ..., "gpu": ..., "threads": 2, "onnxruntime": ..., "python": ...},
+     "batches": [1, 16],
+     "stitches": [{"id": 3, "batch": 1, "throughput": 812.4,  # images/s
+                   "latency_ms": {"mean": .., "p50": .., "p90": .., "p99": ..}, "runs": 50}, ...],
+     "baseline": {"torch": [same records, PyTorch eager]}}   # only with --baseline torch
+
+Imports no torch, timm or click.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+PROFILE_SCHEMA = "snnet-export/profile"
+PROFILE_VERSION = 1
+
+
+def cpu_name() -> str:
+    """The CPU model string (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "unknown"
+
+
+def device_name(backend: str, gpu: str | None = None) -> str:
+    """Short device id used in profile file names: ``cpu-<model>`` or ``gpu-<name>``."""
+    if backend == "trt" or gpu:
+        return "gpu-" + slug(gpu or "cuda")
+    return "cpu-" + slug(cpu_name())
+
+
+def profile_path(folder: str | Path, device: str, backend: str) -> Path:
+    """``folder/profile.<device>.json`` for ONNX Runtime, ``profile.<device>.<backend>.json`` else."""
+    suffix = "" if backend == "ort" else f".{backend}"
+    return Path(folder) / f"profile.{device}{suffix}.json"
+
+
+def load_profiles(folder: str | Path) -> list[dict[str, Any]]:
+    """Every readable profile in ``folder`` (newest file first)."""
+    out = []
+    for path in sorted(Path(folder).glob("profile.*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("schema") == PROFILE_SCHEMA:
+            data["_file"] = path.name
+            out.append(data)
+    return out
+
+
+def find_profile(folder: str | Path, backend: str, device: str | None = None) -> dict[str, Any] | None:
+    """The profile of ``backend`` measured on ``device`` (default: this machine), else ``None``."""
+    want = device or device_name(backend)
+    for prof in load_profiles(folder):
+        if prof.get("backend") == backend and prof.get("device") == want:
+            return prof
+    return None
+
+
+def throughputs(profile: Mapping[str, Any], batch: int) -> dict[int, dict[str, Any]]:
+    """``{stitch id: record}`` of ``profile`` at ``batch``."""
+    return {r["id"]: r for r in profile.get("stitches", []) if r["batch"] == batch}
+
+
+def pareto_front(points: Iterable[tuple[int, float, float]]) -> list[int]:
+    """Ids on the frontier of (throughput, accuracy), both maximised, sorted by throughput.
+
+    A point is on the frontier when no other point is at least as fast and as accurate and
+    strictly better in one of the two.
+    """
+    pts = sorted(points, key=lambda p: (-p[1], -p[2]))
+    front, best_acc = [], float("-inf")
+    for pid, _, acc in pts:
+        if acc > best_acc:
+            front.append(pid)
+            best_acc = acc
+    return front[::-1]
+
+
+def accuracy_of(entry: Mapping[str, Any]) -> float | None:
+    """Top-1 of a manifest entry, or ``None`` when unknown."""
+    acc = entry.get("accuracy")
+    return None if not acc or acc.get("acc1") is None else float(acc["acc1"])

@@ -1,0 +1,246 @@
+"""The runtime selector: run the most accurate stitch that meets the current throughput budget.
+
+    from snnet_export.runtime import Selector
+
+    sel = Selector("engines/deit-fp16")            # manifest + this device's measured profile
+    sel.set_budget(min_throughput=400, batch=8)     # images/s at batch 8
+    logits = sel(images)                            # NumPy float32 [batch, C, H, W] -> [batch, classes]
+
+Candidates are the stitches on the Pareto frontier of (measured throughput, Top-1); a stitch off the
+frontier is never the best choice for any budget. Unknown accuracy falls back to FLOPs as the
+proxy (with a warning). All frontier stitches stay resident, so a switch is a reference swap
+(microseconds); with ONNX Runtime every session reads its weights from one memory map of the
+shared weight file. Imports NumPy and the chosen runtime only: no torch, timm or click.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..deps import is_tensorrt_available
+from ..errors import SNNetExportError
+from ..manifest import load_manifest
+from .profile import accuracy_of, find_profile, load_profiles, pareto_front
+
+log = logging.getLogger(__name__)
+
+
+class SelectorError(SNNetExportError, ValueError):
+    """The selector cannot be built or cannot meet a request."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A stitch the selector may run: measured speed at the profile's batches and its score."""
+
+    id: int
+    path: str
+    accuracy: float  # Top-1 (%) or, when unknown, GFLOPs as the proxy
+    throughput: dict[int, float]  # batch -> images/s
+    latency_ms: dict[int, dict[str, float]]  # batch -> {p50, p90, p99, mean}
+
+
+class _OrtRunner:
+    """A resident ONNX Runtime session as a callable (``session`` kept for inspection)."""
+
+    def __init__(self, session: Any, run: Callable[[Any, np.ndarray], np.ndarray]) -> None:
+        self.session = session
+        self._run = run
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._run(self.session, x)
+
+
+class Selector:
+    """Switch between resident stitches of an engine folder by throughput budget.
+
+    Args:
+        folder: engine folder (``manifest.json`` + ``profile.<device>.json`` from ``bench``).
+        backend: ``auto`` (TensorRT engines for this GPU if present, else ONNX Runtime), ``ort`` or ``trt``.
+        resident: ``frontier`` (default: the stitches the selector can pick), ``all``, or ``none``
+            (choose only, load nothing: what ``snnet-export select`` does).
+        profile: a profile file to use instead of this device's.
+        hysteresis: relative margin a budget must clear before switching *up* to a slower, more
+            accurate stitch; switching down happens as soon as the current stitch misses the budget.
+        threads: ONNX Runtime intra-op threads per session (default: ORT's choice).
+        target: TensorRT target name whose engines to load (``backend='trt'``).
+        latency_stat: which latency percentile ``max_latency_ms`` budgets compare (``p50``/``p90``/``p99``).
+    """
+
+    def __init__(self, folder: str | Path, backend: str = "auto", resident: str = "frontier",
+                 profile: str | Path | None = None, hysteresis: float = 0.05, threads: int | None = None,
+                 target: str | None = None, latency_stat: str = "p90") -> None:
+        self.folder = Path(folder)
+        self.manifest = load_manifest(self.folder)
+        self.backend = self._resolve_backend(backend)
+        self.profile = self._load_profile(profile)
+        self.hysteresis = float(hysteresis)
+        self.latency_stat = latency_stat
+        self.candidates = self._candidates()
+        self.frontier = self._frontier()
+        self.batch = min(self.profile["batches"])
+        if resident not in ("frontier", "all", "none"):
+            raise SelectorError(f"resident must be frontier, all or none, got '{resident}'")
+        ids = {"all": list(self.candidates), "frontier": self.frontier, "none": []}[resident]
+        self._runners = self._load_runners(ids, threads, target) if ids else {}
+        self._lock = threading.Lock()
+        best = max(self.frontier, key=lambda i: self.candidates[i].accuracy)
+        self._active: tuple[int, Callable[[np.ndarray], np.ndarray] | None] = (best, self._runners.get(best))
+        self.budget: dict[str, Any] = {}
+
+    # ---- set-up ----
+    def _resolve_backend(self, backend: str) -> str:
+        if backend not in ("auto", "ort", "trt"):
+            raise SelectorError(f"backend must be auto, ort or trt, got '{backend}'")
+        if backend == "auto":
+            return "trt" if is_tensorrt_available() and self.manifest.get("engines") else "ort"
+        return backend
+
+    def _load_profile(self, profile: str | Path | None) -> dict[str, Any]:
+        if profile is not None:
+            import json
+
+            try:
+                return dict(json.loads(Path(profile).read_text()))
+            except (OSError, ValueError) as exc:
+                raise SelectorError(f"cannot read profile {profile}: {exc}") from None
+        found = find_profile(self.folder, self.backend)
+        if found is None:
+            others = [p for p in load_profiles(self.folder) if p.get("backend") == self.backend]
+            if not others:
+                raise SelectorError(f"{self.folder} has no measured {self.backend} profile: run "
+                                    f"`snnet-export bench {self.folder} --backend {self.backend}` on this device")
+            found = others[0]
+            warnings.warn(f"no {self.backend} profile measured on this device; using {found['_file']} "
+                          f"(measured on {found.get('device')})", stacklevel=3)
+        return found
+
+    def _candidates(self) -> dict[int, Candidate]:
+        entries = {e["id"]: e for e in self.manifest["configs"]}
+        measured: dict[int, dict[int, dict[str, Any]]] = {}
+        for rec in self.profile.get("stitches", []):
+            if rec["id"] in entries:
+                measured.setdefault(rec["id"], {})[rec["batch"]] = rec
+        if not measured:
+            raise SelectorError(f"the profile measures none of {self.folder}'s stitches: re-run bench")
+        unknown = [i for i in measured if accuracy_of(entries[i]) is None]
+        if unknown:
+            warnings.warn(f"{len(unknown)} stitches have no known accuracy: using FLOPs as the accuracy "
+                          "proxy (export with --accuracy results.jsonl to fix)", stacklevel=3)
+        use_flops = bool(unknown)
+        return {i: Candidate(
+            id=i, path=entries[i]["path"],
+            accuracy=entries[i]["flops"] / 1e9 if use_flops else float(accuracy_of(entries[i])),  # type: ignore[arg-type]
+            throughput={b: float(r["throughput"]) for b, r in recs.items()},
+            latency_ms={b: dict(r["latency_ms"]) for b, r in recs.items()},
+        ) for i, recs in sorted(measured.items())}
+
+    def _frontier(self) -> list[int]:
+        batch = min(self.profile["batches"])
+        pts = [(c.id, c.throughput.get(batch, 0.0), c.accuracy) for c in self.candidates.values()]
+        return pareto_front(pts)
+
+    def _load_runners(self, ids: list[int], threads: int | None,
+                      target: str | None) -> dict[int, Callable[[np.ndarray], np.ndarray]]:
+        if self.backend == "trt":
+            from ..trt.runtime import load_engines
+
+            engines = load_engines(self.folder, target or self.profile.get("target", "dgpu"), ids)
+            return {i: e.run for i, e in engines.items()}
+        from .ort_backend import ort_session, run_session
+        from .weights import WeightFile
+
+        weights = WeightFile(self.folder, self.manifest["weights"])
+        entries = {e["id"]: e for e in self.manifest["configs"]}
+        return {i: _OrtRunner(ort_session(self.folder, entries[i], weights, threads=threads), run_session)
+                for i in ids}
+
+    # ---- selection ----
+    @property
+    def current(self) -> int:
+        """Id of the stitch that ``__call__`` runs now."""
+        return self._active[0]
+
+    def _speed(self, c: Candidate, batch: int) -> float:
+        if batch in c.throughput:
+            return c.throughput[batch]
+        nearest = min(c.throughput, key=lambda b: abs(b - batch))
+        return c.throughput[nearest]
+
+    def _meets(self, c: Candidate, margin: float) -> bool:
+        b = self.budget
+        batch = b.get("batch", self.batch)
+        if b.get("min_throughput") is not None and self._speed(c, batch) < b["min_throughput"] * margin:
+            return False
+        if b.get("max_latency_ms") is not None:
+            lat = c.latency_ms.get(batch) or c.latency_ms[min(c.latency_ms, key=lambda x: abs(x - batch))]
+            if lat[self.latency_stat] * margin > b["max_latency_ms"]:
+                return False
+        return True
+
+    def choose(self) -> int:
+        """The stitch the current budget calls for (with hysteresis against the active one)."""
+        front = [self.candidates[i] for i in self.frontier]
+        fits = [c for c in front if self._meets(c, 1.0)]
+        if not fits:
+            batch = self.budget.get("batch", self.batch)
+            fastest = max(front, key=lambda c: self._speed(c, batch))
+            warnings.warn(f"no stitch meets the budget {self.budget}; running the fastest, "
+                          f"{fastest.id} ({fastest.path})", stacklevel=3)
+            return fastest.id
+        best = max(fits, key=lambda c: c.accuracy)
+        cur = self.candidates.get(self.current)
+        if cur is None or cur.id not in self.frontier or not self._meets(cur, 1.0):
+            return best.id  # current misses the budget: switch down at once
+        if best.accuracy <= cur.accuracy:
+            return best.id
+        # switching up: only to a stitch that clears the budget by the hysteresis margin
+        ups = [c for c in fits if c.accuracy > cur.accuracy and self._meets(c, 1.0 + self.hysteresis)]
+        return max(ups, key=lambda c: c.accuracy).id if ups else cur.id
+
+    def set_budget(self, min_throughput: float | None = None, batch: int | None = None,
+                   max_latency_ms: float | None = None) -> int:
+        """Set the budget and switch to the stitch it calls for; returns that stitch's id.
+
+        Args:
+            min_throughput: images/s the app needs at ``batch``.
+            batch: the batch size the app runs (default: the smallest profiled batch).
+            max_latency_ms: per-call latency limit at ``batch`` (compared with ``latency_stat``).
+        """
+        if min_throughput is None and max_latency_ms is None:
+            raise SelectorError("set_budget needs min_throughput or max_latency_ms")
+        with self._lock:
+            self.budget = {"min_throughput": min_throughput, "max_latency_ms": max_latency_ms,
+                           "batch": int(batch) if batch else self.batch}
+            chosen = self.choose()
+            if chosen != self._active[0]:
+                self._active = (chosen, self._runners.get(chosen))
+                log.info("switched to stitch %d (%s)", chosen, self.candidates[chosen].path)
+            return chosen
+
+    def run(self, x: np.ndarray, stitch: int | None = None) -> np.ndarray:
+        """Run ``x`` on the active stitch (or on resident ``stitch``)."""
+        if stitch is not None:
+            return self._runners[stitch](x)
+        cfg_id, runner = self._active  # one atomic read: a concurrent switch never tears a call
+        if runner is None:
+            raise SelectorError(f"stitch {cfg_id} is not resident (open the Selector with resident='frontier')")
+        return runner(x)
+
+    __call__ = run
+
+    @property
+    def resident(self) -> list[int]:
+        return sorted(self._runners)
+
+    def describe(self, stitch: int | None = None) -> dict[str, Any]:
+        """Id, path, accuracy and measured speed of ``stitch`` (default: the active one)."""
+        c = self.candidates[self.current if stitch is None else stitch]
+        return {"id": c.id, "path": c.path, "accuracy": c.accuracy, "throughput": c.throughput,
+                "latency_ms": c.latency_ms, "on_frontier": c.id in self.frontier}
