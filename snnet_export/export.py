@@ -251,12 +251,14 @@ def export_stitches(
             t0 = time.perf_counter()
             entry = _export_one(snnet, meta, cfg_id, out, store, opset, precision, acc, exporter, source)
             store.flush()
+            t1 = time.perf_counter()
             if verify:
                 entry["verified"] = _verify_entry(snnet, out, entry, manifest, store, precision)
                 if not entry["verified"]["ok"]:
                     failures.append(f"stitch {cfg_id}: max abs diff {entry['verified']['max_abs_diff']:.3g} "
                                     f"(limit {entry['verified']['limit']:.3g}), top-1 agreement "
                                     f"{entry['verified']['top1_agree']:.2f}")
+            entry["seconds"] = {**entry.pop("seconds"), "verify": round(time.perf_counter() - t1, 3)}
             entry["export_seconds"] = round(time.perf_counter() - t0, 2)
             entries[cfg_id] = entry
             _commit(out, manifest, entries, store)
@@ -281,6 +283,7 @@ def _export_one(snnet: SNNet, meta: SNNet, cfg_id: int, out: Path, store: Weight
                 precision: str, acc: dict[int, dict[str, float]], exporter: str,
                 source: dict[int, Path] | None = None) -> dict[str, Any]:
     cfg = snnet.config(cfg_id)
+    t0 = time.perf_counter()
     try:
         if source is not None:
             model = _graph_from_source(source, cfg_id, precision)
@@ -291,10 +294,12 @@ def _export_one(snnet: SNNet, meta: SNNet, cfg_id: int, out: Path, store: Weight
     except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds
         raise ExportError(f"stitch {cfg_id} ({snnet.describe(cfg)}) could not be exported to ONNX "
                           f"opset {opset}: {str(exc).splitlines()[0]}") from exc
+    t1 = time.perf_counter()
     initializers = store.externalize(model)
     data = model.SerializeToString()
     name = f"stitch_{cfg_id:03d}.onnx"
     write_bytes_atomic(out / name, data)
+    t2 = time.perf_counter()
     mcfg = meta.config(cfg_id)
     return {
         "id": cfg_id, "path": snnet.describe(cfg), "front": snnet.anchor_names[cfg.front],
@@ -304,6 +309,7 @@ def _export_one(snnet: SNNet, meta: SNNet, cfg_id: int, out: Path, store: Weight
         "accuracy": acc.get(cfg_id), "onnx": name, "onnx_sha256": sha256_bytes(data),
         "onnx_bytes": len(data), "inputs": _io_spec(model.graph.input),
         "outputs": _io_spec(model.graph.output), "initializers": initializers,
+        "seconds": {"trace": round(t1 - t0, 3), "store": round(t2 - t1, 3)},
     }
 
 
@@ -335,7 +341,8 @@ def _verify_entry(snnet: SNNet, out: Path, entry: dict[str, Any], manifest: dict
     from .verify import verify_stitch
 
     weights = {**manifest["weights"], "size": store.size, "tensors": store.tensors}
-    return verify_stitch(snnet, out, entry, WeightFile(out, weights), precision)
+    # the store hashed these bytes as it wrote them; `snnet-export verify` re-hashes the file
+    return verify_stitch(snnet, out, entry, WeightFile(out, weights, verify=False), precision)
 
 
 def _commit(out: Path, manifest: dict[str, Any], entries: dict[int, dict[str, Any]],
