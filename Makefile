@@ -23,7 +23,7 @@ $(STAMP): setup.py setup.cfg Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/snnet-export configs digits
+	$(VENV)/bin/snnet-export demo
 
 typecheck: $(STAMP)
 	MYPYPATH=$(STUBS) $(PY) -m mypy snnet_export/trt

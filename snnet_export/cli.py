@@ -221,6 +221,144 @@ def select(folder: str, min_throughput: float | None, max_latency_ms: float | No
                f"{info['throughput'].get(b, 0):.1f} img/s at batch {b}  (frontier of {len(sel.frontier)})")
 
 
+@cli.command()
+@click.option("--workdir", type=click.Path(file_okay=False), default="engines/demo", show_default=True)
+@click.option("--fast", is_flag=True, help="A minutes-long variant (few steps, 7 stitches): what the tests run.")
+def demo(workdir: str, fast: bool) -> None:
+    """Run the whole pipeline on the digits data set and write the report."""
+    from .demo import DemoSettings, run_demo
+
+    result = run_demo(workdir, DemoSettings.fast() if fast else None)
+    click.echo("")
+    for line in result.summary:
+        click.echo(line)
+    times = ", ".join(f"{k} {v:.0f}s" for k, v in result.seconds.items())
+    click.echo(f"report: {result.report} (plot: {result.report.parent / 'throughput_vs_top1.png'}); {times}")
+
+
+# ---- bench, report ------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--backend", type=click.Choice(["ort", "trt"]), default="ort", show_default=True)
+@click.option("--batch", "batches", default="1,16", show_default=True, help="Batch sizes, e.g. 1,16.")
+@click.option("--configs", default=None, help="Stitch ids, e.g. 0,3,10-20 (default: every exported one).")
+@click.option("--baseline", type=click.Choice(["torch"]), default=None, help="Also time PyTorch eager (interleaved).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Intra-op threads [default: usable cores].")
+@click.option("--runs", type=click.IntRange(1), default=20, show_default=True, help="Timed runs per stitch and batch (at least).")
+@click.option("--warmup", type=click.IntRange(0), default=3, show_default=True)
+@click.option("--min-seconds", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Keep timing each stitch and batch at least this long.")
+@click.option("--ort-mode", type=click.Choice(["shared", "fused", "fast"]), default="shared", show_default=True,
+              help="shared: what the selector runs (one weight copy); fused: + fused attention; "
+                   "fast: + prepacked weights (a private copy per session).")
+@click.option("--spinning/--no-spinning", default=None,
+              help="ORT idle-thread spinning [default: ORT's, on]; --no-spinning helps on a busy CPU.")
+@click.option("--target", default=None, help="TensorRT target whose engines to time (default: the only one).")
+def bench(folder: Path, backend: str, batches: str, configs: str | None, baseline: str | None, threads: int | None,
+          runs: int, warmup: int, min_seconds: float, ort_mode: str, spinning: bool | None, target: str | None) -> None:
+    """Measure every stitch of FOLDER on this machine; writes FOLDER/profile.<device>.json."""
+    from .bench import profile_from_engines
+    from .runtime.profile import profile_path
+
+    prof = profile_from_engines(folder, backend=backend, batches=batches, configs=configs, warmup=warmup, runs=runs,
+                                threads=threads, baseline_torch=baseline == "torch", min_seconds=min_seconds,
+                                ort_mode=ort_mode, spinning=spinning, target=target)
+    base = {(r["id"], r["batch"]): r for r in (prof.get("baseline") or {}).get("torch", [])}
+    rows = [{"id": r["id"], "batch": r["batch"], "img/s": f"{r['throughput']:.1f}",
+             "p50 ms": f"{r['latency_ms']['p50']:.2f}", "p99 ms": f"{r['latency_ms']['p99']:.2f}",
+             "vs torch": f"{r['throughput'] / base[r['id'], r['batch']]['throughput']:.2f}x"
+             if (r["id"], r["batch"]) in base else None} for r in prof["stitches"]]
+    emit_table(rows, ["id", "batch", "img/s", "p50 ms", "p99 ms"] + (["vs torch"] if base else []))
+    click.echo(f"profile: {profile_path(folder, prof['device'], backend)}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--batch", type=click.IntRange(1), default=None, help="Batch to plot [default: the profile's first].")
+@click.option("--profile", type=click.Path(dir_okay=False), default=None, help="Profile file [default: the newest].")
+def report(folder: Path, batch: int | None, profile: str | None) -> None:
+    """Write FOLDER/report.md and the throughput-vs-Top-1 plot from its measured profile."""
+    from .report import PLOT, report_from_profile
+
+    path = report_from_profile(folder, profile=profile, batch=batch)
+    click.echo(f"report: {path} (plot: {path.parent / PLOT}.png, .svg)")
+
+
+# ---- train, eval ------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("family")
+@click.option("--data", required=True, help="'digits' or a folder with train/ and val/ subfolders (ImageNet layout).")
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Receives last.pth (every epoch), snnet.pth and summary.json.")
+@click.option("--init", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="SN-Net checkpoint to start from ({'model': state_dict}, published layout).")
+@click.option("--anchors-from-scratch", is_flag=True, help="First train the anchors from scratch (OUT_DIR/anchors.pth).")
+@click.option("--anchor-epochs", type=click.IntRange(1), default=None, help="Epochs of anchor training [default: 16].")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="SN-Net training epochs [default: 20].")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak AdamW learning rate [default: 3e-4].")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Images per step and process [default: 32].")
+@click.option("--sampling", type=click.Choice(["uniform", "flops-binned"]), default="uniform", show_default=True,
+              help="How each step picks its configuration.")
+@click.option("--stitches-only", is_flag=True, help="Freeze the anchors; train the stitching layers only.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps-per-epoch", type=click.IntRange(1), default=None, help="Cap steps per epoch (smoke runs).")
+@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A last.pth to continue from [default: OUT_DIR/last.pth when it matches the options].")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 [default: cuda when available; torchrun: one GPU per rank].")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader workers (image folders).")
+@click.option("--force", is_flag=True, help="Retrain even if the outputs exist.")
+def train(family: str, data: str, out_dir: Path, init: Path | None, anchors_from_scratch: bool,
+          anchor_epochs: int | None, epochs: int | None, lr: float | None, batch_size: int | None, sampling: str,
+          stitches_only: bool, seed: int, steps_per_epoch: int | None, resume: Path | None, device: str | None,
+          workers: int, force: bool) -> None:
+    """Train an SN-Net of FAMILY (Algorithm 1: LS init, one sampled stitch per step); torchrun-ready."""
+    import dataclasses
+    import os
+    import time
+
+    from .train import ANCHOR_CONFIG, TrainConfig, train_anchors, train_snnet
+
+    if init and anchors_from_scratch:
+        raise click.UsageError("--init and --anchors-from-scratch exclude each other")
+    t0 = time.perf_counter()
+    given: dict[str, Any] = dict(batch_size=batch_size, seed=seed, steps_per_epoch=steps_per_epoch, workers=workers)
+    common = {k: v for k, v in given.items() if v is not None}
+    if anchors_from_scratch:
+        acfg = dataclasses.replace(ANCHOR_CONFIG, **common, epochs=anchor_epochs or ANCHOR_CONFIG.epochs)
+        init = train_anchors(family, data, out_dir / "anchors.pth", acfg, device=device, force=force, progress=True)
+    opts: dict[str, Any] = dict(epochs=epochs, lr=lr, sampling=sampling, train_stitches_only=stitches_only, **common)
+    cfg = TrainConfig(**{k: v for k, v in opts.items() if v is not None})
+    ckpt = train_snnet(family, init, data, out_dir, cfg, device=device, resume=resume, force=force, progress=True)
+    if os.environ.get("RANK", "0") == "0":
+        history = json.loads((out_dir / "summary.json").read_text())["history"] if ckpt.name == "snnet.pth" else []
+        loss = f", last epoch loss {history[-1]['loss']:.4f}" if history else ""
+        click.echo(f"trained {family} on {data}: {cfg.epochs} epochs, {cfg.sampling} sampling{loss}, "
+                   f"{time.perf_counter() - t0:.0f} s; checkpoint {ckpt}")
+
+
+@cli.command("eval")
+@click.argument("family")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", required=True, help="'digits' or a folder with train/ and val/ subfolders.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Results JSONL; one line per configuration, ids already in it are skipped.")
+@click.option("--configs", default=None, help="Ids to evaluate, e.g. 0,3,10-20 (default: all).")
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--device", default=None, help="cpu or cuda [default: cuda when available].")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader workers (image folders).")
+def eval_cmd(family: str, checkpoint: Path, data: str, out: Path, configs: str | None, batch_size: int,
+             device: str | None, workers: int) -> None:
+    """Top-1/Top-5/loss, FLOPs and params of every configuration of FAMILY at CHECKPOINT on the val set."""
+    from .evaluate import evaluate_configs
+
+    recs = evaluate_configs(family, checkpoint, data, out, configs, batch_size=batch_size, device=device,
+                            workers=workers, progress=True)
+    best = max(recs, key=lambda r: r["acc1"])
+    click.echo(f"{len(recs)} configurations in {out}: Top-1 {min(r['acc1'] for r in recs):.2f}-{best['acc1']:.2f}% "
+               f"(best id {best['cfg_id']}, {best['path']})")
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="snnet-export")

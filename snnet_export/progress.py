@@ -11,6 +11,8 @@ def progress_bar(items: Iterable[Any], desc: str, unit: str = "it", disable: boo
 
     from tqdm.auto import tqdm
 
-    disable = disable or logging.getLogger().getEffectiveLevel() > logging.INFO  # -q
+    root = logging.getLogger()
+    quiet = bool(root.handlers) and root.getEffectiveLevel() > logging.INFO  # the CLI's -q
+    disable = disable or quiet
     return tqdm(items, desc=desc, unit=unit, disable=disable, file=sys.stderr, dynamic_ncols=True,
                 leave=True, **kw)

@@ -20,13 +20,15 @@ from .weights import WeightFile, check_location
 
 
 def session_options(threads: int | None = None, share_weights: bool = True, *,
-                    spinning: bool | None = None) -> Any:
+                    spinning: bool | None = None, stop_spinning: bool = False) -> Any:
     """ORT session options used everywhere (export verification, bench, selector).
 
     Args:
         threads: intra-op threads (``None``: ORT's default, one per physical core).
         share_weights: disable MLAS weight prepacking, so sessions keep no private packed copy.
         spinning: let idle intra-op threads spin (ORT's default, ``None``) or sleep (``False``).
+        stop_spinning: stop the threads spinning when a run ends (``session.force_spinning_stop``),
+            so an idle session takes no CPU from other sessions or libraries in the process.
     """
     ort = require("onnxruntime", "running stitches with ONNX Runtime")
     so = ort.SessionOptions()
@@ -39,6 +41,8 @@ def session_options(threads: int | None = None, share_weights: bool = True, *,
         so.add_session_config_entry("session.disable_prepacking", "1")
     if spinning is not None:
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if stop_spinning:
+        so.add_session_config_entry("session.force_spinning_stop", "1")
     so.log_severity_level = 3
     return so
 
@@ -46,7 +50,7 @@ def session_options(threads: int | None = None, share_weights: bool = True, *,
 def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFile | None,
                 threads: int | None = None, providers: list[str] | None = None,
                 check_hash: bool = True, *, fast: bool = False, prepack: bool = False,
-                spinning: bool | None = None) -> Any:
+                spinning: bool | None = None, stop_spinning: bool = False) -> Any:
     """Open one stitch's ONNX as an ORT session.
 
     Args:
@@ -59,7 +63,7 @@ def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFil
             (:mod:`.ort_fast`; needs ``weights``). Same results, ONNX Runtime only.
         prepack: let MLAS prepack the weights (faster GEMMs, but a private packed copy of the
             weights per session); the default keeps one shared copy.
-        spinning: see :func:`session_options`.
+        spinning, stop_spinning: see :func:`session_options`.
     """
     ort = require("onnxruntime", "running stitches with ONNX Runtime")
     path = Path(folder) / entry["onnx"]
@@ -70,7 +74,8 @@ def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFil
                           "mismatch: edited or corrupted; re-export or run `snnet-export verify`)")
     if weights is not None:
         check_graph_locations(path, weights.path.name)
-    so = session_options(threads, share_weights=weights is not None and not prepack, spinning=spinning)
+    so = session_options(threads, share_weights=weights is not None and not prepack, spinning=spinning,
+                         stop_spinning=stop_spinning)
     providers = providers or ["CPUExecutionProvider"]
     if fast:
         if weights is None:

@@ -8,8 +8,10 @@ attention in one kernel), whose weight and bias inputs are the original qkv init
 graph still takes every weight from the folder's shared weight file, so nothing is copied.
 
 ORT's own level-2 optimisations then fuse GELU, bias-GELU and skip-LayerNorm as usual. The
-onnxruntime.transformers optimizer (``model_type="vit"``) finds no attention in these graphs
-(its patterns are HF-BERT's), so it is not used. Imports no torch, timm or click.
+onnxruntime.transformers optimizer (``model_type="vit"``) is not used: it finds no attention in
+these graphs (its patterns are HF-BERT's separate Q/K/V projections), its skip-LayerNorm and
+bias-GELU fusions are the ones ORT applies at load anyway (measured: no faster than the stock
+graph), and it needs the weights copied into the graph. Imports no torch, timm or click.
 """
 from __future__ import annotations
 
@@ -80,7 +82,9 @@ def _attr(node: Any, name: str, default: Any = None) -> Any:
 def _squeezed(g: _Index, name: str) -> tuple[Any, str, Any] | None:
     """``(split node, its output, the squeeze)`` behind ``Squeeze(split_out, axes=[0])``."""
     sq = g.node(name, "Squeeze")
-    axes = g.const(sq.input[1]) if sq is not None and len(sq.input) > 1 else None
+    if sq is None or len(sq.input) < 2:
+        return None
+    axes = g.const(sq.input[1])
     if axes is None or axes.tolist() != [0]:
         return None
     split = g.node(sq.input[0], "Split")
@@ -91,18 +95,34 @@ def _heads(g: _Index, shape_name: str) -> tuple[int, int] | None:
     """``(heads, head_dim)`` from the ``[B, N, 3, H, D]`` reshape target (Concat or constant)."""
     value = g.const(shape_name)
     if value is not None:
-        dims = value.tolist()
+        tail = [int(v) for v in value.reshape(-1)[2:]] if value.size == 5 else []
     else:
         cat = g.node(shape_name, "Concat")
-        if cat is None or len(cat.input) != 5:
-            return None
-        tail = [g.const(i) for i in cat.input[2:]]
-        if any(t is None or t.size != 1 for t in tail):
-            return None
-        dims = [None, None] + [int(t.reshape(-1)[0]) for t in tail]
-    if len(dims) != 5 or dims[2] != 3 or dims[3] is None or dims[4] is None or min(dims[3], dims[4]) < 1:
+        consts = [g.const(i) for i in cat.input[2:]] if cat is not None and len(cat.input) == 5 else []
+        tail = [int(t.reshape(-1)[0]) for t in consts if t is not None and t.size == 1]
+    if len(tail) != 3 or tail[0] != 3 or min(tail[1:]) < 1:
         return None
-    return int(dims[3]), int(dims[4])
+    return tail[1], tail[2]
+
+
+def _qkv_projection(g: _Index, split: Any) -> tuple[Any, Any, Any, Any, str, tuple[int, int]] | None:
+    """``MatMul(x, W) + b -> Reshape [B,N,3,H,D] -> Transpose (2,0,3,1,4)`` feeding ``split``."""
+    tr = g.node(split.input[0], "Transpose")
+    rs = tr and g.node(tr.input[0], "Reshape")
+    if tr is None or rs is None or list(_attr(tr, "perm", [])) != [2, 0, 3, 1, 4]:
+        return None
+    heads = _heads(g, rs.input[1])
+    add = g.node(rs.input[0], "Add")
+    if heads is None or add is None:
+        return None
+    bias = next((i for i in add.input if i in g.inits), None)
+    mm = next((g.node(i, "MatMul") for i in add.input if i != bias), None)
+    if bias is None or mm is None or mm.input[1] not in g.inits:
+        return None
+    width = 3 * heads[0] * heads[1]
+    if list(g.inits[mm.input[1]].dims)[1:] != [width] or list(g.inits[bias].dims) != [width]:
+        return None
+    return mm, add, rs, tr, bias, heads
 
 
 def _match(g: _Index, softmax: Any) -> dict[str, Any] | None:
@@ -126,28 +146,17 @@ def _match(g: _Index, softmax: Any) -> dict[str, Any] | None:
     kt = g.node(qk.input[1], "Transpose")
     if kt is None or list(_attr(kt, "perm", [])) != [0, 1, 3, 2]:
         return None
-    parts = [_squeezed(g, q_name), _squeezed(g, kt.input[0]), _squeezed(g, av.input[1])]
-    if any(p is None for p in parts) or len({id(p[0]) for p in parts}) != 1:
+    found = [_squeezed(g, q_name), _squeezed(g, kt.input[0]), _squeezed(g, av.input[1])]
+    parts = [p for p in found if p is not None]
+    if len(parts) != 3 or len({id(p[0]) for p in parts}) != 1:
         return None
     split = parts[0][0]
     if [p[1] for p in parts] != list(split.output) or _attr(split, "axis", 0) != 0:
         return None
-    tr = g.node(split.input[0], "Transpose")
-    rs = tr and g.node(tr.input[0], "Reshape")
-    if tr is None or rs is None or list(_attr(tr, "perm", [])) != [2, 0, 3, 1, 4]:
+    src = _qkv_projection(g, split)
+    if src is None:
         return None
-    heads = _heads(g, rs.input[1])
-    add = g.node(rs.input[0], "Add")
-    if heads is None or add is None:
-        return None
-    bias = next((i for i in add.input if i in g.inits), None)
-    mm = next((g.node(i, "MatMul") for i in add.input if i != bias), None)
-    if bias is None or mm is None or mm.input[1] not in g.inits:
-        return None
-    w = g.inits[mm.input[1]]
-    h, d = heads
-    if list(w.dims)[1:] != [3 * h * d] or list(g.inits[bias].dims) != [3 * h * d]:
-        return None
+    mm, add, rs, tr, bias, (h, d) = src
     out_tr = g.sole_consumer(av.output[0], "Transpose")
     out_rs = out_tr and g.sole_consumer(out_tr.output[0], "Reshape")
     if out_tr is None or out_rs is None or list(_attr(out_tr, "perm", [])) != [0, 2, 1, 3]:
@@ -221,21 +230,28 @@ def fast_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFi
                  providers: list[str]) -> Any:
     """An ORT session over the fused graph of one stitch, weights from the shared file.
 
-    Every initializer that lives in the weight file is handed over as a zero-copy view
-    (``add_external_initializers``), so the fused graph needs no external-data path of its own.
+    The fused graph is handed to ORT as bytes; its initializers still name the folder's weight
+    file, and each is overridden with a zero-copy view of the mapped file (``add_initializer``),
+    as :func:`~.ort_backend.ort_session` does. ``model_external_initializers_file_folder_path``
+    tells ORT which folder those names are relative to. (``add_external_initializers`` would
+    also work from bytes, but ORT copies every tensor it is given that way.)
     """
     ort = require("onnxruntime", "running stitches with ONNX Runtime")
     path = Path(folder) / entry["onnx"]
     data, fused = fast_graph(path)
     log.debug("stitch %d: %d attention blocks fused", entry["id"], fused)
-    names = [name for name, _ in entry["initializers"]]
     keep = [ort.OrtValue.ortvalue_from_numpy(weights.array(index)) for _, index in entry["initializers"]]
-    so.add_external_initializers(names, keep)  # a graph from bytes has no folder to read data from
+    so.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                os.fspath(Path(folder).resolve()))
+    for (name, _), value in zip(entry["initializers"], keep):
+        so.add_initializer(name, value)
     try:
         sess = ort.InferenceSession(data, so, providers=providers)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
         raise VerifyError(f"stitch {entry['id']}: ONNX Runtime refused the fused graph of {path.name}: "
-                          f"{str(exc).splitlines()[0]}") from None
-    sess._snnet_keepalive = (keep, so, weights)
+                          f"{str(exc).splitlines()[0]} (the fused path needs an ONNX Runtime that reads "
+                          "session.model_external_initializers_file_folder_path; the stock graph works "
+                          "with any)") from None
+    sess._snnet_keepalive = (keep, so, weights)  # the buffers must outlive the session
     sess._snnet_fused = fused
     return sess

@@ -71,15 +71,20 @@ class Selector:
         threads: ONNX Runtime intra-op threads per session (default: ORT's choice).
         target: TensorRT target name whose engines to load (``backend='trt'``).
         latency_stat: which latency percentile ``max_latency_ms`` budgets compare (``p50``/``p90``/``p99``).
+        ort_mode: ``shared`` (stock graphs) or ``fused`` (attention fused into ORT's contrib op,
+            weights still shared); default: the mode the profile was measured with.
     """
 
     def __init__(self, folder: str | Path, backend: str = "auto", resident: str = "frontier",
                  profile: str | Path | None = None, hysteresis: float = 0.05, threads: int | None = None,
-                 target: str | None = None, latency_stat: str = "p90") -> None:
+                 target: str | None = None, latency_stat: str = "p90", ort_mode: str | None = None) -> None:
         self.folder = Path(folder)
         self.manifest = load_manifest(self.folder)
         self.backend = self._resolve_backend(backend)
         self.profile = self._load_profile(profile)
+        self.ort_mode = ort_mode or self.profile.get("ort_mode", "shared")
+        if self.ort_mode not in ("shared", "fused"):
+            raise SelectorError(f"ort_mode must be shared or fused (one copy of the weights), got '{self.ort_mode}'")
         self.hysteresis = float(hysteresis)
         self.latency_stat = latency_stat
         self.candidates = self._candidates()
@@ -158,8 +163,9 @@ class Selector:
 
         weights = WeightFile(self.folder, self.manifest["weights"])
         entries = {e["id"]: e for e in self.manifest["configs"]}
-        return {i: _OrtRunner(ort_session(self.folder, entries[i], weights, threads=threads), run_session)
-                for i in ids}
+        fused = self.ort_mode == "fused"
+        return {i: _OrtRunner(ort_session(self.folder, entries[i], weights, threads=threads, fast=fused),
+                              run_session) for i in ids}
 
     # ---- selection ----
     @property

@@ -1,0 +1,365 @@
+"""Measure every stitch of an engine folder on this machine: ``profile.<device>.json``.
+
+``profile_from_engines`` times each stitch with ONNX Runtime (or TensorRT engines) at each batch:
+warm-up runs, then timed runs until both ``runs`` and ``min_seconds`` are reached; it records
+throughput (images/s, from the median latency) and latency mean/p50/p90/p99. With
+``baseline_torch=True`` the same stitches run in PyTorch eager, interleaved with the backend's
+runs (round-robin per stitch and batch) so that load from other processes hits both alike.
+
+The measurement loop imports no torch; only the baseline does. Schema: :mod:`.runtime.profile`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import SNNetExportError
+from .runtime.profile import PROFILE_SCHEMA, PROFILE_VERSION, cpu_name, device_name, profile_path
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("ort", "trt")
+#: ONNX Runtime settings ``bench`` can measure (see README "Benchmarking and reports")
+#: Every mode stops its threads spinning when a run ends: a session left spinning steals a core
+#: from whatever runs next (another stitch, or the interleaved PyTorch baseline, whose OpenMP
+#: barriers then stall: measured 108 ms instead of 65 ms for DeiT-S at batch 1 on 2 cores).
+ORT_MODES: dict[str, dict[str, Any]] = {
+    # what the runtime selector runs: stock graph, one shared copy of the weights, no prepacking
+    "shared": {"fast": False, "prepack": False, "spinning": None, "stop_spinning": True},
+    # attention fused into com.microsoft.Attention; still one shared copy of the weights
+    "fused": {"fast": True, "prepack": False, "spinning": None, "stop_spinning": True},
+    # ORT-only fast path: fused attention + MLAS-prepacked weights (a private copy per session)
+    "fast": {"fast": True, "prepack": True, "spinning": None, "stop_spinning": True},
+}
+#: the default measures what the runtime selector runs, so its budgets hold
+DEFAULT_ORT_MODE = "shared"
+Runner = Callable[[np.ndarray], Any]
+
+
+class BenchError(SNNetExportError, ValueError):
+    """A benchmark request (batches, stitches, backend) or a profile cannot be used."""
+
+
+def parse_batches(batches: str | int | Iterable[int]) -> tuple[int, ...]:
+    """``"1,16"`` (or ints) -> ``(1, 16)``; raise :class:`BenchError` on anything else."""
+    items = str(batches).split(",") if isinstance(batches, (str, int)) else list(batches)
+    try:
+        out = tuple(int(str(b).strip()) for b in items)
+    except ValueError:
+        out = ()
+    if not out or min(out) < 1:
+        raise BenchError(f"bad batch list '{batches}': expected positive integers like 1,16")
+    return tuple(dict.fromkeys(out))
+
+
+def default_threads() -> int:
+    """CPU cores this process may use (its affinity mask), the default thread count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def latency_stats(seconds: Sequence[float], batch: int) -> dict[str, Any]:
+    """Profile record fields from per-run latencies (seconds) of one batch size."""
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    p50, p90, p99 = (float(np.percentile(ms, q)) for q in (50, 90, 99))
+    return {"batch": batch, "throughput": round(batch * 1e3 / p50, 3),
+            "latency_ms": {"mean": round(float(ms.mean()), 4), "p50": round(p50, 4),
+                           "p90": round(p90, 4), "p99": round(p99, 4), "min": round(float(ms.min()), 4)},
+            "runs": int(ms.size)}
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], Any]], warmup: int = 3, runs: int = 20,
+                     min_seconds: float = 1.0, max_runs: int = 1000) -> dict[str, list[float]]:
+    """Time several callables round-robin: a few runs of each in turn until all are done.
+
+    Each callable gets ``warmup`` untimed runs, then timed runs until it has at least ``runs`` of
+    them and ``min_seconds`` of timed work (at most ``max_runs``). Interleaving in short rounds
+    makes the ratio of two callables fair on a machine whose load changes while it is measured.
+
+    Returns:
+        ``{name: [latency in seconds, ...]}``.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    lat: dict[str, list[float]] = {k: [] for k in fns}
+    chunk = max(1, math.ceil(runs / 10))
+    todo = set(fns)
+    while todo:
+        for name in [k for k in fns if k in todo]:
+            for _ in range(chunk):
+                t0 = time.perf_counter()
+                fns[name]()
+                lat[name].append(time.perf_counter() - t0)
+            done = len(lat[name]) >= runs and sum(lat[name]) >= min_seconds
+            if done or len(lat[name]) >= max_runs:
+                todo.discard(name)
+    return lat
+
+
+# ---- runners: one callable per stitch and backend ------------------------------------------------
+
+def ort_options(mode: str, spinning: bool | None = None) -> dict[str, Any]:
+    """``ort_session`` keywords of ``mode``, with ``spinning`` overriding the mode's when given."""
+    if mode not in ORT_MODES:
+        raise BenchError(f"unknown ONNX Runtime mode '{mode}': expected one of {sorted(ORT_MODES)}")
+    opts = dict(ORT_MODES[mode])
+    if spinning is not None:
+        opts["spinning"] = spinning
+    return opts
+
+
+def ort_settings(mode: str, threads: int, spinning: bool | None = None) -> dict[str, Any]:
+    """The ONNX Runtime settings of ``mode`` as recorded in a profile's environment."""
+    opts = ort_options(mode, spinning)
+    return {"mode": mode, "graph_optimization_level": "ORT_ENABLE_ALL", "execution_mode": "sequential",
+            "intra_op_num_threads": threads, "inter_op_num_threads": 1,
+            "allow_spinning": "default (1)" if opts["spinning"] is None else int(opts["spinning"]),
+            "force_spinning_stop": int(opts["stop_spinning"]),
+            "prepacking": opts["prepack"], "fused_attention": opts["fast"],
+            "weights": "shared file, zero-copy" + (" + private prepacked copies" if opts["prepack"] else "")}
+
+
+def ort_runners(folder: Path, manifest: dict[str, Any], ids: Sequence[int], threads: int,
+                mode: str, spinning: bool | None = None) -> Iterable[tuple[int, Runner]]:
+    """Open each stitch's ORT session in turn (one resident at a time) and yield its runner."""
+    from .manifest import config_entry
+    from .runtime.ort_backend import ort_session, run_session
+    from .runtime.weights import WeightFile
+
+    opts = ort_options(mode, spinning)
+    weights = WeightFile(folder, manifest["weights"])
+    for cfg_id in ids:
+        sess = ort_session(folder, config_entry(manifest, cfg_id), weights, threads=threads, **opts)
+        yield cfg_id, partial(run_session, sess)
+        del sess
+
+
+def trt_runners(folder: Path, manifest: Mapping[str, Any], ids: Sequence[int], target: str | None,
+                batches: Sequence[int] = ()) -> tuple[str, str, Iterable[tuple[int, Runner]]]:
+    """``(GPU name, target, runners)`` of the TensorRT engines built for ``target``."""
+    from .deps import require
+
+    require("tensorrt", "benchmarking TensorRT engines (`snnet-export bench --backend trt`)")
+    from .trt.runtime import load_engines
+
+    targets = sorted((manifest.get("engines") or {}))
+    if target is None:
+        if len(targets) != 1:
+            raise BenchError(f"{folder} has engines for targets {targets or 'none'}: name one with --target "
+                             "(build them with `snnet-export build`)")
+        target = targets[0]
+    engines = load_engines(folder, target, list(ids))
+    for i, eng in engines.items():
+        lo, hi = eng.min_shape[0], eng.max_shape[0]
+        if any(not lo <= b <= hi for b in batches):
+            raise BenchError(f"the {target} engine of stitch {i} takes batch {lo}..{hi}; asked for {list(batches)} "
+                             f"(rebuild with a target whose batch range covers them)")
+    gpu = next((e.record.gpu_name for e in engines.values() if e.record is not None), "cuda")
+    return gpu, target, ((i, engines[i].run) for i in ids if i in engines)
+
+
+def torch_baseline(manifest: Mapping[str, Any], threads: int,
+                   cuda: bool = False) -> tuple[Callable[[int], Runner], dict[str, Any]]:
+    """PyTorch eager runner factory for the manifest's family and weights, and its environment.
+
+    The SNNet is built from ``manifest["family"]`` with the exported checkpoint, or with random
+    weights of the recorded seed (speed does not depend on the values).
+    """
+    import torch
+
+    from .family import family_from_dict
+    from .snnet import load_checkpoint, snnet_from_family
+
+    torch.set_num_threads(threads)
+    ckpt = manifest.get("checkpoint") or {"path": "random", "seed": 0}
+    net = snnet_from_family(family_from_dict(manifest["family"]), seed=ckpt.get("seed", 0))
+    if ckpt.get("path", "random") != "random":
+        load_checkpoint(net, ckpt["path"])
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.float16 if cuda and manifest.get("precision") == "fp16" else torch.float32
+    net = net.to(device, dtype).eval()
+
+    def runner(cfg_id: int) -> Runner:
+        def run(x: np.ndarray) -> Any:
+            with torch.inference_mode():
+                y = net(torch.from_numpy(x).to(device, dtype), cfg_id)
+                if cuda:
+                    torch.cuda.synchronize()
+            return y
+        return run
+
+    env = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+           "torch_device": str(device), "torch_dtype": str(dtype).replace("torch.", ""),
+           "torch_weights": f"random (seed {ckpt.get('seed', 0)})" if ckpt.get("path", "random") == "random"
+           else ckpt["path"]}
+    return runner, env
+
+
+# ---- the profile -----------------------------------------------------------------------------------
+
+def select_stitches(manifest: Mapping[str, Any], configs: str | Sequence[int] | None, folder: Path) -> list[int]:
+    """The exported stitch ids named by ``configs`` (``None``: every exported one)."""
+    from .stitching import format_selection, parse_config_selection
+
+    exported = [e["id"] for e in manifest["configs"]]
+    if not exported:
+        raise BenchError(f"{folder} holds no exported stitch: run `snnet-export export` first")
+    if configs is None:
+        return exported
+    ids = sorted(set(configs)) if not isinstance(configs, str) else parse_config_selection(configs, 1 << 30)
+    missing = [i for i in ids if i not in exported]
+    if missing:
+        raise BenchError(f"stitch(es) {missing} are not exported in {folder}; it holds "
+                         f"{format_selection(exported)}")
+    return ids
+
+
+def _reusable(folder: Path, ids: Sequence[int], batches: Sequence[int], threads: int, mode: str,
+              baseline: bool) -> dict[str, Any] | None:
+    """This device's ORT profile if it already holds these measurements, else ``None``."""
+    from .runtime.profile import find_profile
+
+    old = find_profile(folder, "ort")
+    if old is None or old.get("ort_mode") != mode or (old.get("environment") or {}).get("threads") != threads:
+        return None
+    have = {(r["id"], r["batch"]) for r in old.get("stitches", [])}
+    if not all((i, b) in have for i in ids for b in batches) or (baseline and "baseline" not in old):
+        return None
+    log.info("reusing %s (same stitches, batches and settings)", old.get("_file"))
+    return old
+
+
+def environment(threads: int, manifest: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """What a measurement depends on: CPU, threads, versions, precision, machine load."""
+    return {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "threads": threads,
+            "platform": platform.platform(), "python": platform.python_version(),
+            "numpy": np.__version__, "snnet_export": __version__,
+            "precision": manifest.get("precision"), "family": (manifest.get("family") or {}).get("name"),
+            **extra}
+
+
+def _backend_versions(backend: str) -> dict[str, Any]:
+    import importlib
+
+    mod = importlib.import_module("onnxruntime" if backend == "ort" else "tensorrt")
+    return {"onnxruntime" if backend == "ort" else "tensorrt": mod.__version__}
+
+
+def profile_from_engines(
+    folder: str | Path, backend: str = "ort", batches: str | Iterable[int] = (1, 16),
+    configs: str | Sequence[int] | None = None, warmup: int = 3, runs: int = 20,
+    threads: int | None = None, baseline_torch: bool = False, min_seconds: float = 1.0, *,
+    ort_mode: str = DEFAULT_ORT_MODE, target: str | None = None, progress: bool = True,
+    write: bool = True, reuse: bool = False, spinning: bool | None = None,
+) -> dict[str, Any]:
+    """Measure each stitch of an engine folder on this machine and write its profile.
+
+    Args:
+        folder: the engine folder (``manifest.json``, stitch ONNX files, weight file).
+        backend: ``ort`` (ONNX Runtime, CPU) or ``trt`` (the folder's TensorRT engines).
+        batches: batch sizes, e.g. ``(1, 16)`` or ``"1,16"``.
+        configs: stitch ids (``"0-2,10"`` or a list); ``None`` measures every exported one.
+        warmup, runs, min_seconds: untimed runs, then at least ``runs`` timed runs and
+            ``min_seconds`` of timed work per stitch and batch.
+        threads: intra-op threads of ORT and of the PyTorch baseline (default: usable cores).
+        baseline_torch: also time PyTorch eager, interleaved, under ``profile["baseline"]["torch"]``.
+        ort_mode: a key of :data:`ORT_MODES` (``shared``: the selector's one-copy setting;
+            ``fused``: + fused attention; ``fast``: + prepacked weights).
+        spinning: override the mode's thread spinning (``False`` helps on an oversubscribed CPU).
+        target: the TensorRT target whose engines to load (default: the folder's only one).
+        write: write ``profile.<device>.json`` atomically into ``folder``.
+        reuse: return this device's existing profile instead when it already covers these
+            stitches and batches with the same settings (no measurement).
+
+    Returns:
+        The profile (schema in :mod:`snnet_export.runtime.profile`).
+
+    Raises:
+        BenchError: bad batches, stitches or backend. MissingDependencyError: no TensorRT.
+    """
+    from .io import write_json_atomic
+    from .manifest import load_manifest
+
+    folder = Path(folder)
+    if backend not in BACKENDS:
+        raise BenchError(f"unknown backend '{backend}': expected one of {', '.join(BACKENDS)}")
+    batches = parse_batches(batches)
+    manifest = load_manifest(folder)
+    ids = select_stitches(manifest, configs, folder)
+    threads = int(threads or default_threads())
+    if reuse and backend == "ort" and spinning is None:
+        old = _reusable(folder, ids, batches, threads, ort_mode, baseline_torch)
+        if old is not None:
+            return old
+    if backend == "ort":
+        extra: dict[str, Any] = {"ort": ort_settings(ort_mode, threads, spinning)}
+        device, runners = device_name("ort"), ort_runners(folder, manifest, ids, threads, ort_mode, spinning)
+    else:
+        gpu, target, runners = trt_runners(folder, manifest, ids, target, batches)
+        device, extra = device_name("trt", gpu), {"gpu": gpu, "target": target}
+    extra.update(_backend_versions(backend))
+    torch_run = None
+    if baseline_torch:
+        torch_run, torch_env = torch_baseline(manifest, threads, cuda=backend == "trt")
+        extra.update(torch_env)
+    load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    t0 = time.perf_counter()
+    records, base = _measure(backend, runners, len(ids), manifest, batches, torch_run,
+                             (warmup, runs, min_seconds), progress)
+    extra["load_average"] = {"before": load, "after": [round(v, 2) for v in os.getloadavg()]} if load else None
+    extra["timing"] = {"warmup": warmup, "runs": runs, "min_seconds": min_seconds,
+                       "throughput": "batch / median latency", "order": "round-robin per stitch and batch",
+                       "seconds": round(time.perf_counter() - t0, 1)}
+    profile: dict[str, Any] = {
+        "schema": PROFILE_SCHEMA, "version": PROFILE_VERSION, "device": device, "backend": backend,
+        "precision": manifest.get("precision"),
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "environment": environment(threads, manifest, **extra), "batches": list(batches), "stitches": records,
+    }
+    profile.update({"ort_mode": ort_mode} if backend == "ort" else {"target": extra["target"]})
+    if torch_run is not None:
+        profile["baseline"] = {"torch": base}
+    if write:
+        path = profile_path(folder, device, backend)
+        write_json_atomic(path, profile)
+        log.debug("profile of %d stitches written to %s", len(ids), path)
+    return profile
+
+
+def _measure(backend: str, runners: Iterable[tuple[int, Runner]], count: int, manifest: Mapping[str, Any],
+             batches: Sequence[int], torch_run: Callable[[int], Runner] | None,
+             timing: tuple[int, int, float], progress: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Time every stitch at every batch (PyTorch interleaved); ``(records, baseline records)``."""
+    from .progress import progress_bar
+
+    rng = np.random.default_rng(0)
+    inputs = {b: rng.standard_normal((b, *manifest["input_shape"])).astype(np.float32) for b in batches}
+    records: list[dict[str, Any]] = []
+    base: list[dict[str, Any]] = []
+    bar = progress_bar(runners, desc=f"bench {backend}", unit="stitch", disable=not progress, total=count)
+    for cfg_id, run in bar:
+        for batch, x in inputs.items():
+            fns: dict[str, Callable[[], Any]] = {backend: partial(run, x)}
+            if torch_run is not None:
+                fns["torch"] = partial(torch_run(cfg_id), x)
+            lat = time_interleaved(fns, *timing)
+            records.append({"id": cfg_id, **latency_stats(lat[backend], batch)})
+            if torch_run is not None:
+                base.append({"id": cfg_id, **latency_stats(lat["torch"], batch)})
+        bar.set_postfix_str(f"id {cfg_id} " + " ".join(f"b{r['batch']} {r['throughput']:.0f}/s"
+                                                         for r in records[-len(batches):]))
+        log.debug("stitch %d: %s", cfg_id, records[-len(batches):])
+    return records, base

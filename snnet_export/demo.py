@@ -1,0 +1,135 @@
+"""The end-to-end demo on scikit-learn's digits: what ``make demo`` runs.
+
+Train the demo family's anchors from scratch, LS-init and train the SN-Net (Algorithm 1), evaluate
+every stitch, export FP32 and FP16 with shared weights, verify, benchmark with ONNX Runtime (and
+TensorRT when present), and write the throughput-vs-Top-1 report. Every step writes its output
+under ``workdir`` and is skipped when that output already exists, so a second run is quick.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .family import DEMO_FAMILY
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Knobs of the demo; ``fast()`` is the variant the test suite runs."""
+
+    anchor_epochs: int | None = None  # None: train.ANCHOR_CONFIG's default
+    snnet_epochs: int = 4
+    steps_per_epoch: int | None = None
+    configs: str | None = None  # stitches to export/bench (None: all 71)
+    batches: tuple[int, ...] = (1, 16)
+    bench_runs: int = 20
+
+    @classmethod
+    def fast(cls) -> "DemoSettings":
+        return cls(anchor_epochs=1, snnet_epochs=1, steps_per_epoch=3, configs="0-4,40,70",
+                   batches=(1, 4), bench_runs=3)
+
+
+@dataclass
+class DemoResult:
+    workdir: Path
+    report: Path
+    summary: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _step(result: DemoResult, name: str) -> Any:
+    class _Timer:
+        def __enter__(self) -> None:
+            log.info("== %s", name)
+            self.t0 = time.perf_counter()
+
+        def __exit__(self, *exc: object) -> None:
+            result.seconds[name] = round(time.perf_counter() - self.t0, 1)
+
+    return _Timer()
+
+
+def run_demo(workdir: str | Path = "engines/demo", settings: DemoSettings | None = None,
+             progress: bool = True) -> DemoResult:
+    """Run the whole pipeline on digits into ``workdir``; returns the report path and a summary."""
+    from .bench import profile_from_engines
+    from .deps import is_tensorrt_available
+    from .evaluate import evaluate_configs
+    from .export import export_stitches
+    from .report import report_from_profile
+    from .train import TrainConfig, train_anchors, train_snnet
+    from .verify import verify_folder
+
+    s = settings or DemoSettings()
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    result = DemoResult(work, work / "fp32" / "report.md")
+    fam = DEMO_FAMILY
+    with _step(result, "train anchors"):
+        anchors = train_anchors(fam, "digits", work / "anchors.pth", epochs=s.anchor_epochs, progress=progress)
+    with _step(result, "train SN-Net"):
+        cfg = TrainConfig(epochs=s.snnet_epochs, steps_per_epoch=s.steps_per_epoch, max_shift=1)
+        snnet = train_snnet(fam, anchors, "digits", work / "snnet", cfg, progress=progress)
+    with _step(result, "evaluate"):
+        records = evaluate_configs(fam, snnet, "digits", work / "results.jsonl", configs=s.configs, progress=progress)
+    folders = {p: work / p for p in ("fp32", "fp16")}
+    with _step(result, "export + verify"):
+        export_stitches(fam, snnet, folders["fp32"], "fp32", configs=s.configs,
+                        accuracy=work / "results.jsonl", progress=progress)
+        export_stitches(fam, snnet, folders["fp16"], "fp16", configs=s.configs, accuracy=work / "results.jsonl",
+                        from_folder=folders["fp32"], progress=progress)
+        for folder in folders.values():
+            verify_folder(folder)
+    backends = ["ort"] + (["trt"] if is_tensorrt_available() else [])
+    with _step(result, "benchmark"):
+        for folder in folders.values():
+            for backend in backends:
+                if backend == "trt":
+                    from .build import build_engines
+
+                    build_engines(folder, "dgpu", progress=progress)
+                profile_from_engines(folder, backend=backend, batches=s.batches, runs=s.bench_runs,
+                                     progress=progress, reuse=True)
+    with _step(result, "report"):
+        for folder in folders.values():
+            report_from_profile(folder)
+    result.summary = _summary(records, folders["fp32"])
+    return result
+
+
+def _summary(records: list[dict[str, Any]], folder: Path) -> list[str]:
+    """Three lines: anchors' Top-1, how many stitches interpolate, the frontier."""
+    from .manifest import load_manifest
+    from .runtime.profile import accuracy_of, find_profile, pareto_front, throughputs
+
+    acc = {r["cfg_id"]: r["acc1"] for r in records}
+    anchors = [acc[i] for i in (0, 1, 2) if i in acc]
+    manifest = load_manifest(folder)
+    pairs = {3: (0, 1), 37: (1, 2)}
+    between = total = 0
+    for e in manifest["configs"]:
+        if e["id"] < 3 or e["id"] not in acc:
+            continue
+        a, b = pairs[37 if e["id"] >= 37 else 3]
+        if a in acc and b in acc:
+            total += 1
+            lo, hi = sorted((acc[a], acc[b]))
+            between += lo - 1.0 <= acc[e["id"]] <= hi + 1.0
+    prof = find_profile(folder, "ort")
+    lines = ["anchors Top-1 on digits val: " + " / ".join(f"{a:.1f}%" for a in anchors),
+             f"{between} of {total} stitches score between their two anchors (within 1 point)"]
+    if prof:
+        batch = min(prof["batches"])
+        t = throughputs(prof, batch)
+        pts = [(e["id"], t[e["id"]]["throughput"], accuracy_of(e) or 0.0) for e in manifest["configs"] if e["id"] in t]
+        front = pareto_front(pts)
+        speeds = [t[i]["throughput"] for i in front]
+        lines.append(f"Pareto frontier: {len(front)} stitches from {min(speeds):.0f} to {max(speeds):.0f} img/s "
+                     f"at batch {batch} (ONNX Runtime, FP32)")
+    return lines
