@@ -69,10 +69,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     work = Path(args.workdir)
+    load_before = os.getloadavg()
     fp32 = run("fp32", work / "deit-fp32", args.configs, None)
     fp16 = run("fp16", work / "deit-fp16", args.configs, work / "deit-fp32")
     env = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
-           "python": platform.python_version(), "load_avg_after": os.getloadavg()}
+           "python": platform.python_version(), "load_avg_before": load_before,
+           "load_avg_after": os.getloadavg()}
     import onnx
     import onnxruntime
 
@@ -91,7 +93,8 @@ def main() -> None:
                     f"{w['verify_files']:.0f} | {w['sum_trace']:.0f} / {w['sum_store']:.0f} / {w['sum_verify']:.0f} |")
     md = ["# Export benchmark: deit-tsb, random weights", "",
           f"CPU: {env['cpu']} ({env['cores']} cores), torch {env['torch']}, onnx {env['onnx']}, "
-          f"onnxruntime {env['onnxruntime']}", "", *rows, "",
+          f"onnxruntime {env['onnxruntime']}; load average (1/5/15 min) {load_before} before, "
+          f"{env['load_avg_after']} after (2 cores: above 2 means other jobs shared them)", "", *rows, "",
           "ratio = folder bytes / (118,403,448 parameters x bytes per parameter). naive = every stitch "
           "holding its own copy of its weights (what a per-stitch export writes)."]
     (RESULTS / "export_deit.md").write_text("\n".join(md) + "\n")

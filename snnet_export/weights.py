@@ -57,7 +57,8 @@ class WeightStore:
         self._gaps = _free_gaps(self.tensors)
         mode = "r+b" if self.path.exists() else "w+b"
         self._f = open(self.path, mode)
-        self._f.truncate(end)  # drop bytes of an interrupted run that no manifest records
+        if os.fstat(self._f.fileno()).st_size != end:
+            self._f.truncate(end)  # drop bytes of an interrupted run that no manifest records
         self.size = end
         self.committed = (end, len(self.tensors))
 
@@ -82,6 +83,8 @@ class WeightStore:
     def rollback(self) -> None:
         """Forget tensors added since the last :meth:`commit` and cut the file back."""
         size, count = self.committed
+        if self.size == size and len(self.tensors) == count:
+            return
         del self.tensors[count:]
         self._index = {(t["dtype"], tuple(t["shape"]), t["sha256"]): i for i, t in enumerate(self.tensors)}
         self._gaps = _free_gaps(self.tensors)
