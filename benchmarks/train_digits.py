@@ -156,6 +156,7 @@ def _markdown(r: dict) -> str:
         f"(OMP_WAIT_POLICY={env.get('omp_wait_policy')}), fp32; "
         f"torch {env['torch']}, timm {env['timm']}, scikit-learn {env['scikit_learn']}; load average at start "
         f"{env['loadavg_start'][0]:.1f}, at end {env['loadavg_end'][0]:.1f} (the machine was shared).", "",
+        *(f"{note}\n" for note in r.get("notes", [])),
         "| step | wall time |", "|---|---|",
         *(f"| {LABELS.get(k, k)} | {v:.0f} s |" for k, v in w.items()),
         f"| total | {sum(w.values()):.0f} s |", "",

@@ -6,6 +6,8 @@ import os
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# On a shared 2-core machine, busy-waiting OpenMP threads make each step 10-20x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")
