@@ -8,6 +8,7 @@ Imports no torch, timm or click.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,8 +20,23 @@ from ..io import sha256_file
 from .weights import WeightFile, check_location
 
 
+_ARENA_LOCK = threading.Lock()
+_ARENA_REGISTERED = False
+
+
+def _register_shared_arena(ort: Any) -> None:
+    """Register one CPU arena on ORT's environment, once per process (sessions opt in)."""
+    global _ARENA_REGISTERED
+    with _ARENA_LOCK:
+        if not _ARENA_REGISTERED:
+            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+            _ARENA_REGISTERED = True
+
+
 def session_options(threads: int | None = None, share_weights: bool = True, *,
-                    spinning: bool | None = None, stop_spinning: bool = False) -> Any:
+                    spinning: bool | None = None, stop_spinning: bool = False,
+                    shared_arena: bool = False) -> Any:
     """ORT session options used everywhere (export verification, bench, selector).
 
     Args:
@@ -29,9 +45,15 @@ def session_options(threads: int | None = None, share_weights: bool = True, *,
         spinning: let idle intra-op threads spin (ORT's default, ``None``) or sleep (``False``).
         stop_spinning: stop the threads spinning when a run ends (``session.force_spinning_stop``),
             so an idle session takes no CPU from other sessions or libraries in the process.
+        shared_arena: take activation memory from one arena on ORT's environment shared by every
+            session that asks for it, instead of an arena per session (resident stitches that run
+            one at a time then hold about one stitch's activations, not one set each).
     """
     ort = require("onnxruntime", "running stitches with ONNX Runtime")
     so = ort.SessionOptions()
+    if shared_arena:
+        _register_shared_arena(ort)
+        so.add_session_config_entry("session.use_env_allocators", "1")
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         so.intra_op_num_threads = int(threads)
@@ -50,7 +72,7 @@ def session_options(threads: int | None = None, share_weights: bool = True, *,
 def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFile | None,
                 threads: int | None = None, providers: list[str] | None = None,
                 check_hash: bool = True, *, fast: bool = False, prepack: bool = False,
-                spinning: bool | None = None, stop_spinning: bool = False) -> Any:
+                spinning: bool | None = None, stop_spinning: bool = False, shared_arena: bool = False) -> Any:
     """Open one stitch's ONNX as an ORT session.
 
     Args:
@@ -63,7 +85,7 @@ def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFil
             (:mod:`.ort_fast`; needs ``weights``). Same results, ONNX Runtime only.
         prepack: let MLAS prepack the weights (faster GEMMs, but a private packed copy of the
             weights per session); the default keeps one shared copy.
-        spinning, stop_spinning: see :func:`session_options`.
+        spinning, stop_spinning, shared_arena: see :func:`session_options`.
     """
     ort = require("onnxruntime", "running stitches with ONNX Runtime")
     path = Path(folder) / entry["onnx"]
@@ -75,7 +97,7 @@ def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFil
     if weights is not None:
         check_graph_locations(path, weights.path.name)
     so = session_options(threads, share_weights=weights is not None and not prepack, spinning=spinning,
-                         stop_spinning=stop_spinning)
+                         stop_spinning=stop_spinning, shared_arena=shared_arena)
     providers = providers or ["CPUExecutionProvider"]
     if fast:
         if weights is None:

@@ -164,8 +164,9 @@ class Selector:
         weights = WeightFile(self.folder, self.manifest["weights"])
         entries = {e["id"]: e for e in self.manifest["configs"]}
         fused = self.ort_mode == "fused"
-        return {i: _OrtRunner(ort_session(self.folder, entries[i], weights, threads=threads, fast=fused),
-                              run_session) for i in ids}
+        # one activation arena for all resident sessions: only one stitch runs at a time
+        return {i: _OrtRunner(ort_session(self.folder, entries[i], weights, threads=threads, fast=fused,
+                                          shared_arena=True), run_session) for i in ids}
 
     # ---- selection ----
     @property
