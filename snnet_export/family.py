@@ -135,18 +135,9 @@ def get_family(name_or_path: str | Path | FamilySpec) -> FamilySpec:
 
 def family_from_yaml(path: str | Path) -> FamilySpec:
     """Parse and validate a YAML family spec (format documented in the README)."""
-    import yaml
+    from .io import read_yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise FamilyError(f"family spec {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise FamilyError(f"family spec {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return family_from_dict(data, source=str(path))
+    return family_from_dict(read_yaml(path, "family spec", FamilyError), source=str(path))
 
 
 def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:

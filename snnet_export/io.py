@@ -51,3 +51,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
 
 def sha256_bytes(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def read_yaml(path: str | Path, what: str, error: type[Exception]) -> Any:
+    """Parse a YAML file; a missing file or bad YAML raises ``error`` naming ``what`` and the line."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise error(f"{what} {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None

@@ -124,17 +124,10 @@ def load_target(name_or_path: str | Path | TargetProfile) -> TargetProfile:
 
 def target_from_yaml(path: str | Path) -> TargetProfile:
     """Parse and validate one YAML target profile."""
-    import yaml
+    from .io import read_yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise TargetError(f"target profile {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise TargetError(f"target profile {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    data = read_yaml(path, "target profile", TargetError)
     if isinstance(data, Mapping) and "name" not in data:
         data = {**data, "name": path.stem}
     return target_from_dict(data, source=str(path))

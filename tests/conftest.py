@@ -27,3 +27,15 @@ def images():
 
     g = torch.Generator().manual_seed(1)
     return torch.randn(4, 3, 32, 32, generator=g)
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run a module's tests with one intra-op thread: on a shared 2-core machine, OpenMP threads
+    spin-waiting against another process's threads made every step 10-20x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,14 +14,7 @@ from snnet_export.flops import count_flops, count_params
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "official_deit_tsb_stitches.tsv"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Run these tests with one intra-op thread: on a shared 2-core machine, OpenMP threads
-    spin-waiting against another process's threads made every step 10-20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

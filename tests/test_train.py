@@ -16,14 +16,7 @@ from snnet_export.train import (ANCHOR_CONFIG, TrainConfig, config_sampler, lr_f
 SHORT = TrainConfig(epochs=2, batch_size=16, steps_per_epoch=2, lr=1e-3, warmup_epochs=0.5, ls_init_images=20)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Run these tests with one intra-op thread: on a shared 2-core machine, OpenMP threads
-    spin-waiting against another process's threads made every step 10-20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_lr_schedule_warms_up_then_decays():
