@@ -27,8 +27,8 @@ class DemoSettings:
     steps_per_epoch: int | None = None
     configs: str | None = None  # stitches to export/bench (None: all 71)
     batches: tuple[int, ...] = (1, 16)
-    bench_runs: int = 10
-    bench_seconds: float = 0.2  # per stitch and batch: 142 stitch profiles must fit the demo's budget
+    bench_runs: int = 5
+    bench_seconds: float = 0.1  # per stitch and batch: 142 stitch profiles must fit the demo's budget
 
     @classmethod
     def fast(cls) -> "DemoSettings":
