@@ -213,7 +213,7 @@ def markdown(res: dict[str, Any]) -> str:
     bad = starved(res)
     la = env["load_average"]
     loads = [r["load1"] for r in res["results"]]
-    busy = max(loads) > 0.75 * env["cpu_count"]
+    busy = max(loads) > env["cpu_count"] + 0.5  # the benchmark itself keeps ~cpu_count threads busy
     out = ["# ONNX Runtime vs PyTorch eager (CPU, DeiT-Ti/S/B stitches, FP32)", "",
            f"{env['cpu']} ({env['cpu_count']} logical CPUs); the same thread count for ORT and PyTorch; "
            f"onnxruntime {env['onnxruntime']}, torch {env['torch']}, numpy {env['numpy']}, Python {env['python']}. "
