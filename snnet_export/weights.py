@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
@@ -168,7 +167,3 @@ def _free_gaps(tensors: list[dict[str, Any]]) -> list[tuple[int, int]]:
             gaps.append((pos, t["offset"]))
         pos = max(pos, t["offset"] + t["length"])
     return gaps
-
-
-def numpy_dtype(name: str) -> Any:
-    return {"float32": np.float32, "float16": np.float16}.get(name, np.dtype(name))
