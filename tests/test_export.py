@@ -256,3 +256,12 @@ def test_fp16_from_fp32_folder_reuses_graphs(fp32_folder, tmp_path, monkeypatch)
     with pytest.raises(ExportError, match="same family"):
         export_stitches("tiny", "random", tmp_path / "g", precision="fp16", configs="0", seed=SEED + 1,
                         from_folder=fp32_folder, progress=False)
+
+
+def test_dynamo_exporter_also_verifies(tmp_path):
+    """The torch.export-based exporter (the path forward once TorchScript export goes away)."""
+    m = export_stitches("tiny", "random", tmp_path / "dyn", configs="40", exporter="dynamo", seed=SEED, progress=False)
+    entry = m["configs"][0]
+    assert m["exporter"] == "dynamo" and entry["verified"]["ok"]
+    assert entry["inputs"][0]["shape"][0] == "batch"
+    verify_folder(tmp_path / "dyn")
