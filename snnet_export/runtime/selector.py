@@ -49,12 +49,12 @@ class Candidate:
 class _OrtRunner:
     """A resident ONNX Runtime session as a callable (``session`` kept for inspection)."""
 
-    def __init__(self, session: Any, run: Callable[[Any, np.ndarray], np.ndarray]) -> None:
+    def __init__(self, session: Any) -> None:
         self.session = session
-        self._run = run
+        self.input_name = session.get_inputs()[0].name  # looked up once, not on every call
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._run(self.session, x)
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
 class Selector:
@@ -158,7 +158,7 @@ class Selector:
 
             engines = load_engines(self.folder, target or self.profile.get("target", "dgpu"), ids)
             return {i: e.run for i, e in engines.items()}
-        from .ort_backend import ort_session, run_session
+        from .ort_backend import ort_session
         from .weights import WeightFile
 
         weights = WeightFile(self.folder, self.manifest["weights"])
@@ -166,7 +166,7 @@ class Selector:
         fused = self.ort_mode == "fused"
         # one activation arena for all resident sessions: only one stitch runs at a time
         return {i: _OrtRunner(ort_session(self.folder, entries[i], weights, threads=threads, fast=fused,
-                                          shared_arena=True), run_session) for i in ids}
+                                          shared_arena=True)) for i in ids}
 
     # ---- selection ----
     @property
