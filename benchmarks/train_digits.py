@@ -70,12 +70,13 @@ def _summary(acc: dict[int, float]) -> dict:
 
 
 def _between(snnet, acc: dict[int, float]) -> tuple[list[dict], int, int]:
+    from snnet_export.evaluate import between_anchors
+
     rows, loose, strict = [], 0, 0
     for c in snnet.configs:
         if c.is_anchor:
             continue
-        lo, hi = sorted((acc[c.front], acc[c.end]))
-        inside, strictly = lo - 1 <= acc[c.id] <= hi + 1, lo < acc[c.id] < hi
+        inside, strictly = between_anchors(acc[c.id], acc[c.front], acc[c.end])
         loose, strict = loose + inside, strict + strictly
         rows.append({"cfg_id": c.id, "path": snnet.describe(c), "acc1": acc[c.id], "front_acc1": acc[c.front],
                      "end_acc1": acc[c.end], "between": inside, "strictly_between": strictly})

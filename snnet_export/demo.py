@@ -107,22 +107,21 @@ def run_demo(workdir: str | Path = "engines/demo", settings: DemoSettings | None
 
 def _summary(records: list[dict[str, Any]], folder: Path) -> list[str]:
     """Three lines: anchors' Top-1, how many stitches interpolate, the frontier."""
+    from .evaluate import between_anchors
     from .manifest import load_manifest
     from .runtime.profile import accuracy_of, find_profile, pareto_front, throughputs
 
     acc = {r["cfg_id"]: r["acc1"] for r in records}
-    anchors = [acc[i] for i in (0, 1, 2) if i in acc]
     manifest = load_manifest(folder)
-    pairs = {3: (0, 1), 37: (1, 2)}
+    anchor_id = {e["front"]: e["id"] for e in manifest["configs"] if e["position"] is None}
+    anchors = [acc[i] for i in anchor_id.values() if i in acc]
     between = total = 0
     for e in manifest["configs"]:
-        if e["id"] < 3 or e["id"] not in acc:
+        a, b = anchor_id.get(e["front"]), anchor_id.get(e["end"])
+        if e["position"] is None or e["id"] not in acc or a not in acc or b not in acc:
             continue
-        a, b = pairs[37 if e["id"] >= 37 else 3]
-        if a in acc and b in acc:
-            total += 1
-            lo, hi = sorted((acc[a], acc[b]))
-            between += lo - 1.0 <= acc[e["id"]] <= hi + 1.0
+        total += 1
+        between += between_anchors(acc[e["id"]], acc[a], acc[b])[0]
     prof = find_profile(folder, "ort")
     lines = ["anchors Top-1 on digits val: " + " / ".join(f"{a:.1f}%" for a in anchors),
              f"{between} of {total} stitches score between their two anchors (within 1 point)"]

@@ -194,3 +194,17 @@ def evaluate_configs(family: Any, checkpoint: str | Path, data: str | Path, out_
                 done[cfg_id] = rec
                 log.debug("cfg %d: acc1 %.2f", cfg_id, rec["acc1"])
     return [done[i] for i in ids]
+
+
+BETWEEN_TOLERANCE = 1.0  # percentage points
+
+
+def between_anchors(acc1: float, front_acc1: float, end_acc1: float,
+                    tolerance: float = BETWEEN_TOLERANCE) -> tuple[bool, bool]:
+    """Whether a stitch's Top-1 lies between its two anchors' Top-1.
+
+    Returns:
+        ``(within tolerance of [min, max] of the anchors, strictly between them)``.
+    """
+    lo, hi = sorted((front_acc1, end_acc1))
+    return lo - tolerance <= acc1 <= hi + tolerance, lo < acc1 < hi

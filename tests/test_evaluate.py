@@ -118,3 +118,13 @@ def test_published_table_imports():
     table = load_accuracy_table(REFERENCE)
     assert len(table) == 71 and table[0]["acc1"] == pytest.approx(70.564)
     assert max(table, key=lambda i: table[i]["acc1"]) == 39 and table[39]["acc5"] is None
+
+
+def test_between_anchors_rule():
+    from snnet_export.evaluate import between_anchors
+
+    assert between_anchors(90.0, 88.0, 95.0) == (True, True)
+    assert between_anchors(95.5, 88.0, 95.0) == (True, False)  # within 1 point above the better anchor
+    assert between_anchors(87.0, 95.0, 88.0) == (True, False)  # anchor order does not matter
+    assert between_anchors(86.9, 88.0, 95.0) == (False, False)
+    assert between_anchors(97.0, 88.0, 95.0, tolerance=2.0) == (True, False)

@@ -80,6 +80,7 @@ class Selector:
                  target: str | None = None, latency_stat: str = "p90", ort_mode: str | None = None) -> None:
         self.folder = Path(folder)
         self.manifest = load_manifest(self.folder)
+        self._entries = {e["id"]: e for e in self.manifest["configs"]}
         self.backend = self._resolve_backend(backend)
         self.profile = self._load_profile(profile)
         self.ort_mode = ort_mode or self.profile.get("ort_mode", "shared")
@@ -127,7 +128,7 @@ class Selector:
         return found
 
     def _candidates(self) -> dict[int, Candidate]:
-        entries = {e["id"]: e for e in self.manifest["configs"]}
+        entries = self._entries
         measured: dict[int, dict[int, dict[str, Any]]] = {}
         for rec in self.profile.get("stitches", []):
             if rec["id"] in entries:
@@ -162,7 +163,7 @@ class Selector:
         from .weights import WeightFile
 
         weights = WeightFile(self.folder, self.manifest["weights"])
-        entries = {e["id"]: e for e in self.manifest["configs"]}
+        entries = self._entries
         fused = self.ort_mode == "fused"
         # one activation arena for all resident sessions: only one stitch runs at a time
         return {i: _OrtRunner(ort_session(self.folder, entries[i], weights, threads=threads, fast=fused,
