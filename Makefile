@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(VENV)/bin/snnet-export demo
 
 typecheck: $(STAMP)
-	MYPYPATH=$(STUBS) $(PY) -m mypy snnet_export/trt
+	MYPYPATH=$(STUBS) $(PY) -m mypy snnet_export/build/trt_builder.py snnet_export/runtime/trt
 
 test: $(STAMP) typecheck
 	$(PY) -m pytest -q -rs

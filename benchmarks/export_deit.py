@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from snnet_export.export import export_stitches
-from snnet_export.flops import family_info
-from snnet_export.runtime.profile import cpu_name
-from snnet_export.verify import verify_folder
+from snnet_export.export.stitches import export_stitches
+from snnet_export.model.flops import family_info
+from snnet_export.engine_folder.profile import cpu_name
+from snnet_export.engine_folder.integrity import verify_folder
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -30,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from snnet_export.bench import (ORT_MODES, default_threads, environment, latency_stats, ort_settings,  # noqa: E402
+from snnet_export.bench.measure import (ORT_MODES, default_threads, environment, latency_stats, ort_settings,  # noqa: E402
                                 time_interleaved, torch_baseline)
-from snnet_export.io import write_bytes_atomic, write_json_atomic  # noqa: E402
+from snnet_export.fileio import write_bytes_atomic, write_json_atomic  # noqa: E402
 
 MODES = ("shared", "fused", "fast")
 CHOSEN = "fast"
@@ -53,7 +53,7 @@ def private_mib() -> float | None:
 
 
 def ensure_export(folder: Path, configs: str) -> dict[str, Any]:
-    from snnet_export.export import export_stitches
+    from snnet_export.export.stitches import export_stitches
 
     t0 = time.perf_counter()
     manifest = export_stitches("deit-tsb", "random", folder, "fp32", configs=configs, progress=True)
@@ -63,7 +63,7 @@ def ensure_export(folder: Path, configs: str) -> dict[str, Any]:
 
 def open_sessions(folder: Path, entry: dict[str, Any], weights: Any, threads: int) -> tuple[dict, dict]:
     """One session per mode, with the private memory each one added (MiB, after a first run)."""
-    from snnet_export.runtime.ort_backend import ort_session, run_session
+    from snnet_export.runtime.ort.runner import ort_session, run_session
 
     x = np.zeros((1, *entry["inputs"][0]["shape"][1:]), np.float32)
     run_session(ort_session(folder, entry, weights, threads=threads), x)  # one-time ORT set-up off the books
@@ -83,9 +83,9 @@ def measure_threads(folder: Path, manifest: dict[str, Any], ids: list[int], thre
     """Every stitch and batch at one thread count: ORT modes and PyTorch, round-robin."""
     import torch
 
-    from snnet_export.manifest import config_entry
-    from snnet_export.runtime.ort_backend import run_session
-    from snnet_export.runtime.weights import WeightFile
+    from snnet_export.engine_folder.manifest import config_entry
+    from snnet_export.runtime.ort.runner import run_session
+    from snnet_export.engine_folder.weight_file import WeightFile
 
     torch.set_num_threads(threads)
     weights = WeightFile(folder, manifest["weights"])

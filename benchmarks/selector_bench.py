@@ -72,8 +72,8 @@ RESIDENT = textwrap.dedent("""
 
 NAIVE = textwrap.dedent("""
     import json, sys, numpy as np, psutil
-    from snnet_export.manifest import load_manifest
-    from snnet_export.runtime.ort_backend import ort_session, run_session
+    from snnet_export.engine_folder.manifest import load_manifest
+    from snnet_export.runtime.ort.runner import ort_session, run_session
     folder, ids = sys.argv[1], [int(i) for i in sys.argv[2].split(",")]
     m = load_manifest(folder)
     entries = {e["id"]: e for e in m["configs"]}
@@ -91,9 +91,9 @@ NAIVE = textwrap.dedent("""
 
 
 def ensure_inputs(folder: Path) -> None:
-    from snnet_export.bench import profile_from_engines
-    from snnet_export.export import export_stitches
-    from snnet_export.runtime.profile import find_profile
+    from snnet_export.bench.measure import profile_from_engines
+    from snnet_export.export.stitches import export_stitches
+    from snnet_export.engine_folder.profile import find_profile
 
     if not (folder / "manifest.json").exists():
         export_stitches("deit-tsb", "random", folder, "fp32")
@@ -108,7 +108,7 @@ def main() -> None:
     args = ap.parse_args()
     folder = Path(args.folder)
     ensure_inputs(folder)
-    from snnet_export.manifest import load_manifest
+    from snnet_export.engine_folder.manifest import load_manifest
 
     m = load_manifest(folder)
     weight_bytes = m["weights"]["size"]

@@ -58,7 +58,7 @@ def _environment(threads: int) -> dict:
 
 
 def _stitch_accuracies(snnet, loader) -> dict[int, float]:
-    from snnet_export.evaluate import evaluate_config
+    from snnet_export.train.evaluate import evaluate_config
 
     return {c.id: evaluate_config(snnet, c.id, loader)["acc1"] for c in snnet.configs if not c.is_anchor}
 
@@ -70,7 +70,7 @@ def _summary(acc: dict[int, float]) -> dict:
 
 
 def _between(snnet, acc: dict[int, float]) -> tuple[list[dict], int, int]:
-    from snnet_export.evaluate import between_anchors
+    from snnet_export.train.evaluate import between_anchors
 
     rows, loose, strict = [], 0, 0
     for c in snnet.configs:
@@ -95,11 +95,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from snnet_export.data import eval_loader, first_images, load_data
-    from snnet_export.evaluate import evaluate_configs
-    from snnet_export.lsinit import ls_init_
-    from snnet_export.snnet import load_checkpoint, snnet_from_family
-    from snnet_export.train import ANCHOR_CONFIG, TrainConfig, train_anchors, train_snnet
+    from snnet_export.train.data import eval_loader, first_images, load_data
+    from snnet_export.train.evaluate import evaluate_configs
+    from snnet_export.model.lsinit import ls_init_
+    from snnet_export.model.snnet import load_checkpoint, snnet_from_family
+    from snnet_export.train.loop import ANCHOR_CONFIG, TrainConfig, train_anchors, train_snnet
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="snnet_train_digits_"))
     env, walls = _environment(args.threads), {}

@@ -62,7 +62,7 @@ def emit_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
 def families(as_json: bool) -> None:
     """List the registered anchor families."""
-    from .family import list_families
+    from .model.family import list_families
 
     rows = [{"name": f.name, "anchors": "/".join(f"{a.name}={a.model}" for a in f.anchors),
              "description": f.description} for f in list_families()]
@@ -77,7 +77,7 @@ def families(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
 def configs(family: str, as_json: bool) -> None:
     """List every stitch configuration of FAMILY (name or YAML path) with FLOPs and params."""
-    from .flops import config_records
+    from .model.flops import config_records
 
     rows = config_records(family)
     if as_json:
@@ -95,7 +95,7 @@ def configs(family: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON object on stdout.")
 def info(family: str, as_json: bool) -> None:
     """Show FAMILY's anchors, stitching settings and parameter totals."""
-    from .flops import family_info
+    from .model.flops import family_info
 
     data = family_info(family)
     if as_json:
@@ -130,7 +130,7 @@ def build_cmd(folder: Path, target: str, configs: str | None, strip_weights: boo
     a second run skips the engines that are up to date.
     """
     from .build import build_engines, format_plan
-    from .manifest import load_manifest
+    from .engine_folder.manifest import load_manifest
 
     result = build_engines(folder, target, configs=configs, strip_weights=strip_weights,
                            timing_cache=timing_cache, dry_run=dry_run, force=force)
@@ -164,7 +164,7 @@ def export(family: str, checkpoint: str, out: str, precision: str, opset: int, c
     """Export every stitch of FAMILY at CHECKPOINT (or 'random') to ONNX with shared weights."""
     import time
 
-    from .export import export_stitches
+    from .export.stitches import export_stitches
 
     t0 = time.perf_counter()
     m = export_stitches(family, checkpoint, out, precision=precision, opset=opset, configs=configs,
@@ -180,7 +180,7 @@ def export(family: str, checkpoint: str, out: str, precision: str, opset: int, c
 @click.option("--json", "as_json", is_flag=True, help="JSON summary on stdout.")
 def verify(folder: str, as_json: bool) -> None:
     """Re-check an engine FOLDER on disk: graphs, hashes, external-data locations."""
-    from .verify import verify_folder
+    from .engine_folder.integrity import verify_folder
 
     summary = verify_folder(folder)
     if as_json:
@@ -258,8 +258,8 @@ def demo(workdir: str, fast: bool) -> None:
 def bench(folder: Path, backend: str, batches: str, configs: str | None, baseline: str | None, threads: int | None,
           runs: int, warmup: int, min_seconds: float, ort_mode: str, spinning: bool | None, target: str | None) -> None:
     """Measure every stitch of FOLDER on this machine; writes FOLDER/profile.<device>.json."""
-    from .bench import profile_from_engines
-    from .runtime.profile import profile_path
+    from .bench.measure import profile_from_engines
+    from .engine_folder.profile import profile_path
 
     prof = profile_from_engines(folder, backend=backend, batches=batches, configs=configs, warmup=warmup, runs=runs,
                                 threads=threads, baseline_torch=baseline == "torch", min_seconds=min_seconds,
@@ -279,7 +279,7 @@ def bench(folder: Path, backend: str, batches: str, configs: str | None, baselin
 @click.option("--profile", type=click.Path(dir_okay=False), default=None, help="Profile file [default: the newest].")
 def report(folder: Path, batch: int | None, profile: str | None) -> None:
     """Write FOLDER/report.md and the throughput-vs-Top-1 plot from its measured profile."""
-    from .report import PLOT, report_from_profile
+    from .bench.report import PLOT, report_from_profile
 
     path = report_from_profile(folder, profile=profile, batch=batch)
     click.echo(f"report: {path} (plot: {path.parent / PLOT}.png, .svg)")
@@ -318,7 +318,7 @@ def train(family: str, data: str, out_dir: Path, init: Path | None, anchors_from
     import os
     import time
 
-    from .train import ANCHOR_CONFIG, TrainConfig, train_anchors, train_snnet
+    from .train.loop import ANCHOR_CONFIG, TrainConfig, train_anchors, train_snnet
 
     if init and anchors_from_scratch:
         raise click.UsageError("--init and --anchors-from-scratch exclude each other")
@@ -351,7 +351,7 @@ def train(family: str, data: str, out_dir: Path, init: Path | None, anchors_from
 def eval_cmd(family: str, checkpoint: Path, data: str, out: Path, configs: str | None, batch_size: int,
              device: str | None, workers: int) -> None:
     """Top-1/Top-5/loss, FLOPs and params of every configuration of FAMILY at CHECKPOINT on the val set."""
-    from .evaluate import evaluate_configs
+    from .train.evaluate import evaluate_configs
 
     recs = evaluate_configs(family, checkpoint, data, out, configs, batch_size=batch_size, device=device,
                             workers=workers, progress=True)

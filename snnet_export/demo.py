@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .family import DEMO_FAMILY
+from .model.family import DEMO_FAMILY
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +59,13 @@ def _step(result: DemoResult, name: str) -> Any:
 def run_demo(workdir: str | Path = "engines/demo", settings: DemoSettings | None = None,
              progress: bool = True) -> DemoResult:
     """Run the whole pipeline on digits into ``workdir``; returns the report path and a summary."""
-    from .bench import profile_from_engines
+    from .bench.measure import profile_from_engines
     from .deps import is_tensorrt_available
-    from .evaluate import evaluate_configs
-    from .export import export_stitches
-    from .report import report_from_profile
-    from .train import TrainConfig, train_anchors, train_snnet
-    from .verify import verify_folder
+    from .train.evaluate import evaluate_configs
+    from .export.stitches import export_stitches
+    from .bench.report import report_from_profile
+    from .train.loop import TrainConfig, train_anchors, train_snnet
+    from .engine_folder.integrity import verify_folder
 
     s = settings or DemoSettings()
     work = Path(workdir)
@@ -107,9 +107,9 @@ def run_demo(workdir: str | Path = "engines/demo", settings: DemoSettings | None
 
 def _summary(records: list[dict[str, Any]], folder: Path) -> list[str]:
     """Three lines: anchors' Top-1, how many stitches interpolate, the frontier."""
-    from .evaluate import between_anchors
-    from .manifest import load_manifest
-    from .runtime.profile import accuracy_of, find_profile, pareto_front, throughputs
+    from .train.evaluate import between_anchors
+    from .engine_folder.manifest import load_manifest
+    from .engine_folder.profile import accuracy_of, find_profile, pareto_front, throughputs
 
     acc = {r["cfg_id"]: r["acc1"] for r in records}
     manifest = load_manifest(folder)

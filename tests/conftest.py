@@ -15,7 +15,7 @@ def tiny_net():
     """A randomly initialised tiny SN-Net (shared, read-only: tests must not mutate it)."""
     import torch
 
-    from snnet_export.snnet import snnet_from_family
+    from snnet_export.model.snnet import snnet_from_family
 
     torch.set_num_threads(2)
     return snnet_from_family("tiny", seed=0)

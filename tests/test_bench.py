@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snnet_export.bench import (BenchError, latency_stats, parse_batches, profile_from_engines,
+from snnet_export.bench.measure import (BenchError, latency_stats, parse_batches, profile_from_engines,
                                 time_interleaved)
 from snnet_export.deps import is_tensorrt_available
 from snnet_export.errors import MissingDependencyError, SNNetExportError
-from snnet_export.runtime.profile import PROFILE_SCHEMA, device_name, find_profile, pareto_front, profile_path
+from snnet_export.engine_folder.profile import PROFILE_SCHEMA, device_name, find_profile, pareto_front, profile_path
 
 IDS = [0, 1, 2, 3, 40]
 FAST = dict(warmup=1, runs=3, min_seconds=0.0, progress=False)
@@ -24,7 +24,7 @@ FAST = dict(warmup=1, runs=3, min_seconds=0.0, progress=False)
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> Path:
-    from snnet_export.export import export_stitches
+    from snnet_export.export.stitches import export_stitches
 
     out = tmp_path_factory.mktemp("bench") / "tiny"
     export_stitches("tiny", "random", out, configs="0,1,2,3,40", progress=False)
@@ -84,8 +84,8 @@ def test_reuse_skips_measuring(tiny_folder, measured):
 
 
 def test_report_frontier_matches_measured_data(tiny_folder, measured):
-    from snnet_export.manifest import load_manifest
-    from snnet_export.report import report_from_profile
+    from snnet_export.engine_folder.manifest import load_manifest
+    from snnet_export.bench.report import report_from_profile
 
     path = report_from_profile(tiny_folder, batch=4)
     flops = {e["id"]: e["flops"] / 1e9 for e in load_manifest(tiny_folder)["configs"]}
@@ -98,10 +98,10 @@ def test_report_frontier_matches_measured_data(tiny_folder, measured):
 
 
 def test_fused_graph_matches_and_keeps_shared_weights(tiny_folder):
-    from snnet_export.manifest import load_manifest
-    from snnet_export.runtime.ort_backend import ort_session, run_session
-    from snnet_export.runtime.ort_fast import fast_graph
-    from snnet_export.runtime.weights import WeightFile
+    from snnet_export.engine_folder.manifest import load_manifest
+    from snnet_export.runtime.ort.runner import ort_session, run_session
+    from snnet_export.runtime.ort.fused import fast_graph
+    from snnet_export.engine_folder.weight_file import WeightFile
 
     m = load_manifest(tiny_folder)
     weights = WeightFile(tiny_folder, m["weights"])
@@ -160,7 +160,7 @@ def test_trt_backend_without_tensorrt(tiny_folder):
 
 
 def test_measurement_loop_imports_no_torch(tiny_folder):
-    code = (f"import sys; from snnet_export.bench import profile_from_engines as p; "
+    code = (f"import sys; from snnet_export.bench.measure import profile_from_engines as p; "
             f"p({str(tiny_folder)!r}, batches=1, configs='0', warmup=0, runs=1, min_seconds=0, write=False, "
             f"progress=False, ort_mode='fast'); "
             "print(sorted(m for m in ('torch', 'timm', 'click', 'matplotlib') if m in sys.modules))")

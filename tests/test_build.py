@@ -14,17 +14,17 @@ import pytest
 from click.testing import CliRunner
 from engine_folder import make_engine_folder
 
-import snnet_export.trt as trt_pkg
-import snnet_export.trt.builder as trt_builder
+import snnet_export.runtime.trt as trt_pkg
+import snnet_export.build.trt_builder as trt_builder
 from snnet_export import deps
-from snnet_export.build import (BuildPlan, build_engines, check_engine_compatible, find_record, format_plan,
-                                parse_version, plan_build, precision_flags)
+from snnet_export.build import (BuildPlan, build_engines, format_plan, plan_build, precision_flags,
+                                store_record, up_to_date_reason)
 from snnet_export.cli import cli
-from snnet_export.engine_records import (EngineRecord, GpuEnv, incompatibility, store_record, target_records,
-                                         up_to_date_reason)
+from snnet_export.engine_folder.engine_records import (EngineRecord, GpuEnv, check_engine_compatible, find_record,
+                                                      incompatibility, parse_version, target_records)
 from snnet_export.errors import BuildError, ConfigError, MissingDependencyError
-from snnet_export.manifest import load_manifest
-from snnet_export.targets import load_target
+from snnet_export.engine_folder.manifest import load_manifest
+from snnet_export.build.targets import load_target
 
 ENV = GpuEnv(tensorrt_version="10.3.0.30", gpu_name="Orin", compute_capability="8.7")
 
@@ -315,6 +315,6 @@ def test_cli_build_without_tensorrt(folder):
     assert res.exit_code == 1 and res.output.count("\n") == 1
     assert "needs NVIDIA TensorRT" in res.output and "pip install" in res.output
     with pytest.raises(MissingDependencyError):
-        from snnet_export.trt.runtime import TrtEngine
+        from snnet_export.runtime.trt.runner import TrtEngine
 
         TrtEngine(folder / "trt" / "dgpu" / "stitch_000.engine")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from snnet_export.data import (DIGITS_MEAN, DIGITS_STD, digits_arrays, digits_splits, epoch_indices,
+from snnet_export.train.data import (DIGITS_MEAN, DIGITS_STD, digits_arrays, digits_splits, epoch_indices,
                                first_images, load_data, random_shift, train_loader)
 from snnet_export.errors import DataError
-from snnet_export.family import family_from_dict, get_family
-from snnet_export.snnet import snnet_from_family
+from snnet_export.model.family import family_from_dict, get_family
+from snnet_export.model.snnet import snnet_from_family
 
 
 def _net(num_classes: int, family: str = "tiny"):

@@ -10,13 +10,13 @@ import textwrap
 import pytest
 import torch
 
-from snnet_export.distributed import distributed, state_digest
-from snnet_export.snnet import load_checkpoint, snnet_from_family
+from snnet_export.train.distributed import distributed, state_digest
+from snnet_export.model.snnet import load_checkpoint, snnet_from_family
 
 SYNC_SCRIPT = """
 import json, os, sys
 import torch
-from snnet_export.distributed import distributed, sync_gradients
+from snnet_export.train.distributed import distributed, sync_gradients
 
 with distributed("cpu") as ctx:
     a, b, c = (torch.nn.Parameter(torch.zeros(n)) for n in (3, 2, 1))

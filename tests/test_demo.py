@@ -6,8 +6,8 @@ import json
 from click.testing import CliRunner
 
 from snnet_export.cli import cli
-from snnet_export.manifest import load_manifest
-from snnet_export.verify import verify_folder
+from snnet_export.engine_folder.manifest import load_manifest
+from snnet_export.engine_folder.integrity import verify_folder
 
 
 def test_fast_demo_end_to_end_and_cached_rerun(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from snnet_export.errors import CheckpointError, ConfigError, DataError
-from snnet_export.evaluate import evaluate_config, evaluate_configs, load_accuracy_table, read_results
-from snnet_export.flops import count_flops, count_params
+from snnet_export.train.evaluate import evaluate_config, evaluate_configs, load_accuracy_table, read_results
+from snnet_export.model.flops import count_flops, count_params
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "official_deit_tsb_stitches.tsv"
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    from snnet_export.snnet import save_checkpoint, snnet_from_family
+    from snnet_export.model.snnet import save_checkpoint, snnet_from_family
 
     path = tmp_path_factory.mktemp("ckpt") / "snnet.pth"
     save_checkpoint(snnet_from_family("tiny", seed=0), path)
@@ -27,7 +27,7 @@ def ckpt(tmp_path_factory):
 
 
 def test_evaluate_config_matches_a_hand_count(tiny_net):
-    from snnet_export.data import digits_splits, eval_loader
+    from snnet_export.train.data import digits_splits, eval_loader
 
     val = digits_splits(tiny_net.input_size).val
     got = evaluate_config(tiny_net, 5, eval_loader(val, 100))
@@ -52,7 +52,7 @@ def test_jsonl_records_and_resume(ckpt, tmp_path, monkeypatch, tiny_net):
     lines = out.read_text().splitlines()
     assert [json.loads(line)["cfg_id"] for line in lines] == [0, 3, 40]
 
-    import snnet_export.evaluate as ev
+    import snnet_export.train.evaluate as ev
 
     seen: list[int] = []
     real = ev.evaluate_config
@@ -121,7 +121,7 @@ def test_published_table_imports():
 
 
 def test_between_anchors_rule():
-    from snnet_export.evaluate import between_anchors
+    from snnet_export.train.evaluate import between_anchors
 
     assert between_anchors(90.0, 88.0, 95.0) == (True, True)
     assert between_anchors(95.5, 88.0, 95.0) == (True, False)  # within 1 point above the better anchor

@@ -11,14 +11,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from snnet_export import export as export_mod
+import snnet_export.export.stitches as export_mod
 from snnet_export.cli import cli
 from snnet_export.errors import ExportError, VerifyError
-from snnet_export.export import export_stitches
-from snnet_export.manifest import load_manifest, save_manifest
-from snnet_export.runtime.ort_backend import ort_session, run_session
-from snnet_export.runtime.weights import WeightFile
-from snnet_export.verify import verify_folder
+from snnet_export.export.stitches import export_stitches
+from snnet_export.engine_folder.manifest import load_manifest, save_manifest
+from snnet_export.runtime.ort.runner import ort_session, run_session
+from snnet_export.engine_folder.weight_file import WeightFile
+from snnet_export.engine_folder.integrity import verify_folder
 
 SEED = 0
 
@@ -144,7 +144,7 @@ def test_location_outside_folder_is_refused(fp32_copy):
     with pytest.raises(VerifyError, match="SHA-256 mismatch"):
         ort_session(fp32_copy, entry, WeightFile(fp32_copy, m["weights"]))
     # even with the manifest hash updated to match, the location itself is refused
-    from snnet_export.io import sha256_file
+    from snnet_export.fileio import sha256_file
 
     entry["onnx_sha256"] = sha256_file(path)
     save_manifest(fp32_copy, m)
@@ -172,7 +172,7 @@ def test_interrupted_export_leaves_no_partial_files(tmp_path, monkeypatch):
 
     def crash_on_third(path, data):
         if Path(path).name == "stitch_002.onnx":
-            from snnet_export.io import atomic_path
+            from snnet_export.fileio import atomic_path
 
             with atomic_path(path) as tmp:
                 tmp.write_bytes(data[: len(data) // 2])  # half-written when the crash comes
@@ -210,7 +210,7 @@ def test_refuses_other_family_or_precision_without_force(tmp_path):
 
 def test_trained_checkpoint_is_exported(tmp_path, tiny_net):
     """A real checkpoint (not random weights) is what ends up in the graphs."""
-    from snnet_export.snnet import save_checkpoint
+    from snnet_export.model.snnet import save_checkpoint
 
     net = snnet_from_seed(99)
     ck = tmp_path / "ck.pth"
@@ -225,7 +225,7 @@ def test_trained_checkpoint_is_exported(tmp_path, tiny_net):
 
 
 def snnet_from_seed(seed):
-    from snnet_export.snnet import snnet_from_family
+    from snnet_export.model.snnet import snnet_from_family
 
     return snnet_from_family("tiny", seed=seed)
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from snnet_export.cli import cli
 from snnet_export.errors import FamilyError
-from snnet_export.family import family_from_yaml, get_family, list_families
+from snnet_export.model.family import family_from_yaml, get_family, list_families
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "official_deit_tsb_stitches.tsv"
 
@@ -99,7 +99,7 @@ def test_deit_flops_and_params_equal_published():
 
 def test_tiny_flops_follow_the_convention():
     """Tiny anchor T (N=17 tokens, D=24, 8x8x3 patches): check the convention by hand."""
-    from snnet_export.flops import config_records
+    from snnet_export.model.flops import config_records
 
     n, d, classes, patch_in = 17, 24, 10, 8 * 8 * 3
     blk = 12 * n * d * d + 2 * n * n * d + 10 * n * d

@@ -23,9 +23,9 @@ pytestmark = pytest.mark.skipif(is_tensorrt_available(), reason="TensorRT is ins
 
 PROBE = """
 import json, sys
-import snnet_export, snnet_export.build, snnet_export.targets, snnet_export.engine_records
-import snnet_export.trt, snnet_export.trt.builder, snnet_export.trt.cuda, snnet_export.trt.runtime
-from snnet_export.trt.runtime import SharedScratch, TrtEngine
+import snnet_export, snnet_export.build.engines, snnet_export.build.targets, snnet_export.engine_folder.engine_records
+import snnet_export.runtime.trt, snnet_export.build.trt_builder, snnet_export.runtime.trt.cuda, snnet_export.runtime.trt.runner
+from snnet_export.runtime.trt.runner import SharedScratch, TrtEngine
 loaded = {m: m in sys.modules for m in ("tensorrt", "torch", "timm", "click", "onnx", "pycuda", "cuda")}
 from snnet_export.deps import is_tensorrt_available
 available = is_tensorrt_available()

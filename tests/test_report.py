@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from snnet_export.bench import BenchError
-from snnet_export.manifest import SCHEMA, SCHEMA_VERSION
-from snnet_export.report import flops_fit, report_from_profile
-from snnet_export.runtime.profile import PROFILE_SCHEMA, pareto_front
+from snnet_export.bench.measure import BenchError
+from snnet_export.engine_folder.manifest import SCHEMA, SCHEMA_VERSION
+from snnet_export.bench.report import flops_fit, report_from_profile
+from snnet_export.engine_folder.profile import PROFILE_SCHEMA, pareto_front
 
 # id, front, end, position, GFLOPs, Top-1, throughput at batch 1 / batch 8 (images/s)
 STITCHES = [
@@ -100,7 +100,7 @@ def test_no_profile_yet(tmp_path):
 
 
 def test_flops_fit_on_a_line():
-    from snnet_export.report import Point
+    from snnet_export.bench.report import Point
 
     pts = [Point(i, "", "T", True, 1.0, 2.0 * g + 1.0, 0.0, None, g, 1.0) for i, g in enumerate((1.0, 2.0, 5.0))]
     fit = flops_fit(pts)

@@ -10,10 +10,10 @@ import warnings
 import numpy as np
 import pytest
 
-from snnet_export.export import export_stitches
-from snnet_export.manifest import load_manifest, save_manifest
+from snnet_export.export.stitches import export_stitches
+from snnet_export.engine_folder.manifest import load_manifest, save_manifest
 from snnet_export.runtime import Selector, SelectorError
-from snnet_export.runtime.profile import PROFILE_SCHEMA, device_name, pareto_front, profile_path
+from snnet_export.engine_folder.profile import PROFILE_SCHEMA, device_name, pareto_front, profile_path
 
 IDS = [0, 1, 2, 3, 10, 36, 37, 50, 70]
 

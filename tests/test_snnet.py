@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from snnet_export.errors import CheckpointError, ConfigError
-from snnet_export.lsinit import block_features, ls_init_
-from snnet_export.snnet import load_checkpoint, save_checkpoint, snnet_from_family
+from snnet_export.model.lsinit import block_features, ls_init_
+from snnet_export.model.snnet import load_checkpoint, save_checkpoint, snnet_from_family
 
 
 def test_every_config_runs(tiny_net, images):

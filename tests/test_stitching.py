@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from snnet_export.errors import ConfigError
-from snnet_export.stitching import (
+from snnet_export.model.stitching import (
     enumerate_configs, format_selection, parse_config_selection, window_positions,
 )
 

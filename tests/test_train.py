@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from snnet_export.errors import CheckpointError
-from snnet_export.snnet import load_checkpoint, read_state_dict, snnet_from_family
-from snnet_export.train import (ANCHOR_CONFIG, TrainConfig, config_sampler, lr_factor, read_train_state,
+from snnet_export.model.snnet import load_checkpoint, read_state_dict, snnet_from_family
+from snnet_export.train.loop import (ANCHOR_CONFIG, TrainConfig, config_sampler, lr_factor, read_train_state,
                                 train_anchors, train_snnet)
 
 SHORT = TrainConfig(epochs=2, batch_size=16, steps_per_epoch=2, lr=1e-3, warmup_epochs=0.5, ls_init_images=20)
@@ -58,7 +58,7 @@ def test_flops_binned_sampling_is_even_over_bins(tiny_net):
 
 
 def test_per_rank_draws_are_reproducible():
-    from snnet_export.train import _epoch_rngs
+    from snnet_export.train.loop import _epoch_rngs
 
     draws = [_epoch_rngs(0, 2, r)[0].integers(0, 71, 20).tolist() for r in (0, 0, 1)]
     assert draws[0] == draws[1] and draws[0] != draws[2]
@@ -89,7 +89,7 @@ def test_train_anchors_learns_and_leaves_stitches_alone(anchors):
 
 
 def test_train_anchors_reuses_existing_output(anchors, monkeypatch):
-    import snnet_export.train as train
+    import snnet_export.train.loop as train
 
     monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("retrained"))
     assert train_anchors("tiny", "digits", anchors, ANCHOR_CONFIG) == anchors

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 from engine_folder import make_engine_folder, onnxruntime_logits
 
-import snnet_export.trt.cuda as trt_cuda
+import snnet_export.runtime.trt.cuda as trt_cuda
 from snnet_export import deps
-from snnet_export.build import build_engines, find_record, parse_version
+from snnet_export.build import build_engines
+from snnet_export.engine_folder.engine_records import find_record, parse_version
 from snnet_export.errors import BuildError
-from snnet_export.manifest import load_manifest
+from snnet_export.engine_folder.manifest import load_manifest
 
 # ---- fakes ---------------------------------------------------------------------------------------
 
@@ -273,7 +274,7 @@ def fake(monkeypatch):
 
 @pytest.mark.parametrize("strip", [False, True])
 def test_build_then_run_matches_onnxruntime(tmp_path, fake, strip):
-    from snnet_export.trt.runtime import SharedScratch, load_engines
+    from snnet_export.runtime.trt.runner import SharedScratch, load_engines
 
     folder = make_engine_folder(tmp_path / "f")
     result = build_engines(folder, "dgpu", strip_weights=strip, progress=False)
@@ -343,7 +344,7 @@ def test_bad_timing_cache_is_replaced(tmp_path, fake):
 
 
 def test_runtime_refuses_mismatched_or_changed_engines(tmp_path, fake):
-    from snnet_export.trt.runtime import SharedScratch, TrtEngine, load_engines
+    from snnet_export.runtime.trt.runner import SharedScratch, TrtEngine, load_engines
 
     folder = make_engine_folder(tmp_path / "f", ids=(0,))
     build_engines(folder, "dgpu", progress=False)
@@ -369,7 +370,7 @@ def test_runtime_refuses_mismatched_or_changed_engines(tmp_path, fake):
 
 
 def test_shared_scratch_grows_and_frees():
-    from snnet_export.trt.runtime import SharedScratch
+    from snnet_export.runtime.trt.runner import SharedScratch
 
     backend = FakeBackend()
     with SharedScratch(backend) as s:
@@ -412,8 +413,8 @@ requires_trt_gpu = pytest.mark.skipif(not _gpu_available(), reason="needs NVIDIA
 @requires_trt_gpu
 @pytest.mark.parametrize("strip", [False, True])
 def test_real_engines_match_onnxruntime(tmp_path, strip):
-    from snnet_export.trt import tensorrt_version
-    from snnet_export.trt.runtime import SharedScratch, TrtEngine, load_engines
+    from snnet_export.runtime.trt import tensorrt_version
+    from snnet_export.runtime.trt.runner import SharedScratch, TrtEngine, load_engines
 
     precision = "fp16" if parse_version(tensorrt_version())[0] >= 11 else "fp32"
     folder = make_engine_folder(tmp_path / "real", precision=precision)

@@ -25,8 +25,8 @@ import numpy as np
 
 from ..deps import is_tensorrt_available
 from ..errors import SNNetExportError
-from ..manifest import load_manifest
-from .profile import accuracy_of, find_profile, load_profiles, pareto_front
+from ..engine_folder.manifest import load_manifest
+from ..engine_folder.profile import accuracy_of, find_profile, load_profiles, pareto_front
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +155,12 @@ class Selector:
     def _load_runners(self, ids: list[int], threads: int | None,
                       target: str | None) -> dict[int, Callable[[np.ndarray], np.ndarray]]:
         if self.backend == "trt":
-            from ..trt.runtime import load_engines
+            from .trt.runner import load_engines
 
             engines = load_engines(self.folder, target or self.profile.get("target", "dgpu"), ids)
             return {i: e.run for i, e in engines.items()}
-        from .ort_backend import ort_session
-        from .weights import WeightFile
+        from .ort.runner import ort_session
+        from ..engine_folder.weight_file import WeightFile
 
         weights = WeightFile(self.folder, self.manifest["weights"])
         entries = self._entries

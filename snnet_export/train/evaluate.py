@@ -6,7 +6,7 @@
      "flops": 5187744, "params": 70218}
 
 accuracies in percent (like the published tables), ``loss`` the mean cross-entropy, ``flops`` and
-``params`` in the published convention (:mod:`snnet_export.flops`). A second run skips the ids
+``params`` in the published convention (:mod:`snnet_export.model.flops`). A second run skips the ids
 already in the file. :func:`load_accuracy_table` reads such a file, or the published TSV table, as
 ``{cfg_id: {"acc1", "acc5", "loss"}}`` (what the exporter writes into the manifest).
 
@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import DataError
+from ..errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def evaluate_config(snnet: Any, cfg_id: int, loader: Any, device: Any = "cpu") -
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
     """Records of a JSON-lines results file, dropping an unfinished last line (a crash mid-write)."""
-    from .io import write_bytes_atomic
+    from ..fileio import write_bytes_atomic
 
     path = Path(path)
     if not path.exists():
@@ -164,10 +164,10 @@ def evaluate_configs(family: Any, checkpoint: str | Path, data: str | Path, out_
     import torch
 
     from .data import eval_loader, load_data
-    from .flops import count_flops, count_params
-    from .progress import progress_bar
-    from .snnet import load_checkpoint, snnet_from_family
-    from .stitching import parse_config_selection
+    from ..model.flops import count_flops, count_params
+    from ..progress import progress_bar
+    from ..model.snnet import load_checkpoint, snnet_from_family
+    from ..model.stitching import parse_config_selection
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     snnet = snnet_from_family(family, device=device)

@@ -17,8 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .bench import BenchError
-from .runtime.profile import accuracy_of, load_profiles, pareto_front, throughputs
+from .measure import BenchError
+from ..engine_folder.profile import accuracy_of, load_profiles, pareto_front, throughputs
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def frontier(points: Sequence[Point], proxy: bool) -> list[Point]:
 def _plot(points: Sequence[Point], front: Sequence[Point], fit: dict[str, float] | None, proxy: bool,
           batch: int, title: str) -> Any:
     """The two-panel figure: throughput vs Top-1 (or GFLOPs) and GFLOPs vs latency."""
-    from .deps import require
+    from ..deps import require
 
     require("matplotlib", "drawing the report's plots")
     from matplotlib.figure import Figure
@@ -183,8 +183,8 @@ def report_from_profile(folder: str | Path, profile: str | Path | Mapping[str, A
     Raises:
         BenchError: no profile yet, or the batch was not measured.
     """
-    from .io import atomic_path, write_bytes_atomic
-    from .manifest import load_manifest
+    from ..fileio import atomic_path, write_bytes_atomic
+    from ..engine_folder.manifest import load_manifest
 
     folder = Path(folder)
     manifest = load_manifest(folder)

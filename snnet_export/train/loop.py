@@ -12,7 +12,7 @@ resumed run ends with exactly the weights of an uninterrupted one.
 
 Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each rank joins a process group (NCCL on
 GPUs, gloo on CPU), reads its own shard and samples its own configuration (``seed + rank``), as
-published; gradients are averaged by hand over all parameters (:mod:`snnet_export.distributed`).
+published; gradients are averaged by hand over all parameters (:mod:`snnet_export.train.distributed`).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .distributed import DistContext, barrier, broadcast_state, check_ranks_agree, distributed, sync_gradients
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -120,7 +120,7 @@ def config_sampler(snnet: Any, sampling: str = "uniform", flops_bins: int = 8, i
     if sampling != "flops-binned":
         raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
     if flops is None:
-        from .flops import count_flops
+        from ..model.flops import count_flops
 
         flops = {i: count_flops(snnet, snnet.config(i)) for i in ids}
     lo, hi = min(flops[i] for i in ids), max(flops[i] for i in ids)
@@ -229,7 +229,7 @@ class _Optimization:
         """Write the training checkpoint (published ``model`` key + optimizer state) atomically."""
         import torch
 
-        from .io import atomic_path
+        from ..fileio import atomic_path
 
         with atomic_path(path) as tmp:
             torch.save({"model": self.snnet.state_dict(), "optimizer": self.opt.state_dict(),
@@ -261,7 +261,7 @@ def fit(snnet: Any, splits: Any, cfg: TrainConfig, ctx: DistContext, state_path:
     """Train ``snnet`` on ``splits.train``: each step runs the ids ``choose(rng)`` returns and
     steps AdamW on the summed loss. Writes ``state_path`` after every epoch; returns the history."""
     from .data import random_shift, train_loader
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     steps = math.ceil(len(splits.train) // ctx.world / cfg.batch_size)
     steps = min(steps, cfg.steps_per_epoch) if cfg.steps_per_epoch else steps
@@ -323,8 +323,8 @@ def train_anchors(family: Any, data: str | Path = "digits", out: str | Path = "a
     """
     from .data import eval_loader, load_data
     from .evaluate import evaluate_config
-    from .io import write_json_atomic
-    from .snnet import save_checkpoint, snnet_from_family
+    from ..fileio import write_json_atomic
+    from ..model.snnet import save_checkpoint, snnet_from_family
 
     out = Path(out)
     cfg = config or ANCHOR_CONFIG
@@ -377,9 +377,9 @@ def train_snnet(family: Any, init_checkpoint: str | Path | None, data: str | Pat
         ``out_dir/snnet.pth``, or ``out_dir/last.pth`` if stopped early.
     """
     from .data import first_images, load_data
-    from .io import write_json_atomic
-    from .lsinit import ls_init_
-    from .snnet import load_checkpoint, save_checkpoint, snnet_from_family
+    from ..fileio import write_json_atomic
+    from ..model.lsinit import ls_init_
+    from ..model.snnet import load_checkpoint, save_checkpoint, snnet_from_family
 
     cfg = config or TrainConfig()
     out_dir = Path(out_dir)

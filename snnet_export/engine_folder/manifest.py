@@ -37,7 +37,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import VerifyError
+from ..errors import VerifyError
 
 SCHEMA = "snnet-export/manifest"
 SCHEMA_VERSION = 1
@@ -68,7 +68,7 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
 
 def save_manifest(folder: str | Path, data: dict[str, Any]) -> None:
     """Write the manifest atomically."""
-    from .io import write_json_atomic
+    from ..fileio import write_json_atomic
 
     write_json_atomic(manifest_path(folder), data)
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .errors import ConfigError, FamilyError
+from ..errors import ConfigError, FamilyError
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import FamilyError
+from ..errors import FamilyError
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def get_family(name_or_path: str | Path | FamilySpec) -> FamilySpec:
 
 def family_from_yaml(path: str | Path) -> FamilySpec:
     """Parse and validate a YAML family spec (format documented in the README)."""
-    from .io import read_yaml
+    from ..fileio import read_yaml
 
     return family_from_dict(read_yaml(path, "family spec", FamilyError), source=str(path))
 

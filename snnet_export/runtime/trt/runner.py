@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ..engine_records import EngineRecord, check_engine_compatible
-from ..errors import BuildError
-from ..io import sha256_file
+from ...engine_folder.engine_records import EngineRecord, check_engine_compatible
+from ...errors import BuildError
+from ...fileio import sha256_file
 from .cuda import CudaBackend, get_backend
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class TrtEngine:
     def __init__(self, path: str | Path, record: EngineRecord | Mapping[str, Any] | None = None,
                  scratch: SharedScratch | None = None, *, onnx: str | Path | None = None,
                  backend: CudaBackend | None = None) -> None:
-        from ..deps import require
+        from ...deps import require
 
         require("tensorrt", "Running TensorRT engines")
         import tensorrt as trt
@@ -167,7 +167,7 @@ class TrtEngine:
             record if isinstance(record, EngineRecord) else EngineRecord.from_dict(record))
         self.scratch = scratch or SharedScratch(backend)
         self._check_record()
-        from .builder import make_logger
+        from . import make_logger
 
         self.logger = make_logger()
         self.runtime = trt.Runtime(self.logger)
@@ -261,8 +261,8 @@ class TrtEngine:
 def load_engines(folder: str | Path, target: str, ids: list[int] | None = None,
                  scratch: SharedScratch | None = None) -> dict[int, TrtEngine]:
     """Load the engines recorded for ``target`` in ``folder``'s manifest, all on one shared scratch."""
-    from ..engine_records import stale_weights, target_records
-    from ..manifest import load_manifest
+    from ...engine_folder.engine_records import stale_weights, target_records
+    from ...engine_folder.manifest import load_manifest
 
     folder = Path(folder)
     manifest = load_manifest(folder)

@@ -14,10 +14,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..deps import require
-from ..errors import VerifyError
-from ..io import sha256_file
-from .weights import WeightFile, check_location
+from ...deps import require
+from ...errors import VerifyError
+from ...fileio import sha256_file
+from ...engine_folder.weight_file import WeightFile, check_location
 
 
 _ARENA_LOCK = threading.Lock()
@@ -103,7 +103,7 @@ def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFil
         if weights is None:
             raise VerifyError(f"stitch {entry['id']}: the fused fast path takes its weights from the "
                               "folder's weight file; pass the folder's WeightFile")
-        from .ort_fast import fast_session
+        from .fused import fast_session
 
         return fast_session(folder, entry, weights, so, providers)
     keep = []

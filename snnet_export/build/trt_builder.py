@@ -2,7 +2,7 @@
 
 :class:`TrtBuilder` keeps one ``trt.Builder`` and one timing cache for all stitches of a build (the
 stitches share most layer shapes, so later builds reuse earlier timings); :meth:`TrtBuilder.build`
-applies a :class:`~snnet_export.build.BuildPlan`: the optimisation profile, workspace, optimisation
+applies a :class:`~snnet_export.build.plan.BuildPlan`: the optimisation profile, workspace, optimisation
 level, precision flags, DLA, hardware/version compatibility and weight stripping.
 
 The ONNX is parsed with ``parse_from_file`` so TensorRT finds the shared external-data weight file
@@ -16,36 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BuildError
-from ..io import write_bytes_atomic
+from ..fileio import write_bytes_atomic
+from ..runtime.trt import make_logger
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-    from ..build import BuildPlan
+    from .plan import BuildPlan
 
 log = logging.getLogger(__name__)
 _MAX_ERRORS = 5
-
-
-def make_logger(name: str = "tensorrt") -> trt.ILogger:
-    """A ``trt.ILogger`` that forwards TensorRT's messages to :mod:`logging` (VERBOSE -> DEBUG)."""
-    import tensorrt as trt
-
-    target = logging.getLogger(name)
-    sev = trt.ILogger.Severity
-    levels = {sev.INTERNAL_ERROR: logging.CRITICAL, sev.ERROR: logging.ERROR, sev.WARNING: logging.WARNING,
-              sev.INFO: logging.DEBUG, sev.VERBOSE: logging.DEBUG}
-
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-
-        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            level = levels.get(severity, logging.INFO)
-            if target.isEnabledFor(level):
-                target.log(level, "%s", msg)
-
-    return _Logger()
 
 
 def _parser_errors(parser: Any) -> str:

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .errors import CheckpointError, ConfigError, FamilyError
+from ..errors import CheckpointError, ConfigError, FamilyError
 from .family import FamilySpec, get_family
 from .stitching import StitchConfig, anchor_pairs, enumerate_configs, num_stitch_layers
 
@@ -251,7 +251,7 @@ def load_checkpoint(snnet: SNNet, path: str | Path) -> SNNet:
 
 def save_checkpoint(snnet: SNNet, path: str | Path, **extra: object) -> None:
     """Write ``{'model': state_dict, **extra}`` atomically (the published layout)."""
-    from .io import atomic_path
+    from ..fileio import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save({"model": snnet.state_dict(), **extra}, tmp)

@@ -17,14 +17,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from .errors import BuildError
-from .io import sha256_file
-
-if TYPE_CHECKING:
-    from .build import BuildPlan, StitchJob
-    from .targets import TargetProfile
+from ..errors import BuildError
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -120,42 +115,6 @@ def target_records(manifest: Mapping[str, Any] | None, target: str) -> list[Engi
 def find_record(manifest: Mapping[str, Any] | None, target: str, cfg_id: int) -> EngineRecord | None:
     """The record of stitch ``cfg_id`` built for ``target``, or None."""
     return next((r for r in target_records(manifest, target) if r.cfg_id == cfg_id), None)
-
-
-def store_record(manifest: dict[str, Any], target: TargetProfile, timing_cache: str, record: EngineRecord) -> None:
-    """Insert or replace ``record`` under ``manifest["engines"][target.name]`` (in memory)."""
-    engines = manifest.setdefault("engines", {})
-    section = engines.setdefault(target.name, {})
-    section["target"] = target.to_dict()
-    section["timing_cache"] = timing_cache
-    rows = [r for r in section.get("stitches", []) if int(r.get("id", -1)) != record.cfg_id]
-    rows.append(record.to_dict())
-    section["stitches"] = sorted(rows, key=lambda r: int(r["id"]))
-
-
-def up_to_date_reason(plan: BuildPlan, job: StitchJob, record: EngineRecord | None, env: GpuEnv) -> str | None:
-    """None when ``job``'s engine can be kept as is; otherwise why it must be (re)built."""
-    if record is None:
-        return "not built yet"
-    if not job.engine.is_file():
-        return "engine file missing"
-    if record.tensorrt_version != env.tensorrt_version:
-        return f"recorded TensorRT {record.tensorrt_version}, this machine has {env.tensorrt_version}"
-    if (record.gpu_name, record.compute_capability) != (env.gpu_name, env.compute_capability):
-        return f"recorded for {record.gpu_name} (sm {record.compute_capability}), this GPU is {env.gpu_name}"
-    if job.onnx_sha256 and record.onnx_sha256 and job.onnx_sha256 != record.onnx_sha256:
-        return "the ONNX export changed"
-    if stale_weights(record, plan.weights_sha256):
-        return "the shared weight file changed"
-    settings = (tuple(plan.flags), plan.strip_weights, plan.min_shape, plan.opt_shape, plan.max_shape,
-                plan.target.hardware_compatibility, plan.target.dla_core)
-    recorded = (record.flags, record.stripped, record.min_shape, record.opt_shape, record.max_shape,
-                record.hardware_compatibility, record.dla_core)
-    if settings != recorded:
-        return "build settings changed"
-    if job.engine.stat().st_size != record.size or sha256_file(job.engine) != record.sha256:
-        return "engine file differs from its record"
-    return None
 
 
 def stale_weights(record: EngineRecord, weights_sha256: str | None) -> bool:

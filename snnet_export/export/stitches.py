@@ -19,15 +19,15 @@ from typing import Any, Iterator, Sequence
 import onnx
 import torch
 
-from . import __version__
-from .errors import ExportError, SNNetExportError
-from .family import FamilySpec, get_family
-from .flops import count_flops, count_params, explicit_attention
-from .io import sha256_bytes, sha256_file, write_bytes_atomic
-from .manifest import SCHEMA, SCHEMA_VERSION, load_manifest, manifest_path, save_manifest
-from .snnet import SNNet, load_checkpoint, snnet_from_family
-from .stitching import parse_config_selection
-from .weights import WeightStore, weight_file_name
+from .. import __version__
+from ..errors import ExportError, SNNetExportError
+from ..model.family import FamilySpec, get_family
+from ..model.flops import count_flops, count_params, explicit_attention
+from ..fileio import sha256_bytes, sha256_file, write_bytes_atomic
+from ..engine_folder.manifest import SCHEMA, SCHEMA_VERSION, load_manifest, manifest_path, save_manifest
+from ..model.snnet import SNNet, load_checkpoint, snnet_from_family
+from ..model.stitching import parse_config_selection
+from .weight_store import WeightStore, weight_file_name
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ def export_stitches(
     meta = snnet_from_family(spec, device="meta")
     source = _source_graphs(from_folder, header) if from_folder else None
     failures: list[str] = []
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     with WeightStore(out / manifest["weights"]["file"], manifest["weights"]["tensors"]) as store:
         bar = progress_bar(ids, desc=f"export {precision}", unit="stitch", disable=not progress)
@@ -274,7 +274,7 @@ def export_stitches(
 def _accuracy_table(accuracy: str | Path | None) -> dict[int, dict[str, float]]:
     if accuracy is None:
         return {}
-    from .evaluate import load_accuracy_table
+    from ..train.evaluate import load_accuracy_table
 
     return load_accuracy_table(accuracy)
 
@@ -337,7 +337,7 @@ def _graph_from_source(source: dict[int, Path], cfg_id: int, precision: str) -> 
 
 def _verify_entry(snnet: SNNet, out: Path, entry: dict[str, Any], manifest: dict[str, Any],
                   store: WeightStore, precision: str) -> dict[str, Any]:
-    from .runtime.weights import WeightFile
+    from ..engine_folder.weight_file import WeightFile
     from .verify import verify_stitch
 
     weights = {**manifest["weights"], "size": store.size, "tensors": store.tensors}

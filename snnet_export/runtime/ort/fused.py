@@ -23,9 +23,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..deps import require
-from ..errors import VerifyError
-from .weights import WeightFile
+from ...deps import require
+from ...errors import VerifyError
+from ...engine_folder.weight_file import WeightFile
 
 log = logging.getLogger(__name__)
 

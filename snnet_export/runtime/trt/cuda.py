@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import BuildError, MissingDependencyError
+from ...errors import BuildError, MissingDependencyError
 
 _INSTALL = "install cuda-python (`pip install 'snnet-export[trt]'` or `pip install cuda-python`) or pycuda"
 

@@ -2,9 +2,10 @@
 
 A profile says how engines are built for one kind of device (batch range, workspace, builder
 optimisation level, DLA, hardware/version compatibility) and what that device's TensorRT accepts
-(minimum version, highest ONNX opset). Built-in profiles live in the repository's
-``engines/targets/`` (also looked up under the current directory's ``engines/targets/``); any other
-profile is loaded from a YAML path. Nothing here imports TensorRT.
+(minimum version, highest ONNX opset). Built-in profiles ship inside the package
+(``snnet_export/build/target_profiles/``, read with :mod:`importlib.resources`, so an installed
+wheel has them); the current directory's ``engines/targets/`` may add more. Any other profile is
+loaded from a YAML path. Nothing here imports TensorRT.
 
 YAML format (every key optional, ``name`` defaults to the file stem; unknown keys are errors)::
 
@@ -28,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import TargetError
+from ..errors import TargetError
 
 PLATFORMS = ("dgpu", "jetson")
 HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-compute-capability")
@@ -81,8 +82,11 @@ _DEFAULTS = TargetProfile(name="defaults")
 
 
 def target_dirs() -> list[Path]:
-    """Folders searched for built-in profiles: the repository's, then the current directory's."""
-    dirs = [Path(__file__).resolve().parents[1] / "engines" / "targets", Path.cwd() / "engines" / "targets"]
+    """Folders searched for built-in profiles: the package's own, then the current directory's."""
+    from importlib.resources import files
+
+    packaged = Path(str(files("snnet_export.build") / "target_profiles"))
+    dirs = [packaged, Path.cwd() / "engines" / "targets"]
     out: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
@@ -124,7 +128,7 @@ def load_target(name_or_path: str | Path | TargetProfile) -> TargetProfile:
 
 def target_from_yaml(path: str | Path) -> TargetProfile:
     """Parse and validate one YAML target profile."""
-    from .io import read_yaml
+    from ..fileio import read_yaml
 
     path = Path(path)
     data = read_yaml(path, "target profile", TargetError)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataError
+from ..errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -55,7 +55,7 @@ class DataSplits:
 
 
 def load_data(data: str | Path, snnet: Any) -> DataSplits:
-    """Data sets for ``snnet`` (an :class:`~snnet_export.snnet.SNNet`): ``"digits"`` or a folder.
+    """Data sets for ``snnet`` (an :class:`~snnet_export.model.snnet.SNNet`): ``"digits"`` or a folder.
 
     Raises:
         DataError: the folder or its ``train``/``val`` subfolders are missing or empty, or the

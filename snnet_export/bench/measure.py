@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from . import __version__
-from .errors import SNNetExportError
-from .runtime.profile import PROFILE_SCHEMA, PROFILE_VERSION, cpu_name, device_name, profile_path
+from .. import __version__
+from ..errors import SNNetExportError
+from ..engine_folder.profile import PROFILE_SCHEMA, PROFILE_VERSION, cpu_name, device_name, profile_path
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,9 @@ def ort_settings(mode: str, threads: int, spinning: bool | None = None) -> dict[
 def ort_runners(folder: Path, manifest: dict[str, Any], ids: Sequence[int], threads: int,
                 mode: str, spinning: bool | None = None) -> Iterable[tuple[int, Runner]]:
     """Open each stitch's ORT session in turn (one resident at a time) and yield its runner."""
-    from .manifest import config_entry
-    from .runtime.ort_backend import ort_session, run_session
-    from .runtime.weights import WeightFile
+    from ..engine_folder.manifest import config_entry
+    from ..runtime.ort.runner import ort_session, run_session
+    from ..engine_folder.weight_file import WeightFile
 
     opts = ort_options(mode, spinning)
     weights = WeightFile(folder, manifest["weights"])
@@ -150,10 +150,10 @@ def ort_runners(folder: Path, manifest: dict[str, Any], ids: Sequence[int], thre
 def trt_runners(folder: Path, manifest: Mapping[str, Any], ids: Sequence[int], target: str | None,
                 batches: Sequence[int] = ()) -> tuple[str, str, Iterable[tuple[int, Runner]]]:
     """``(GPU name, target, runners)`` of the TensorRT engines built for ``target``."""
-    from .deps import require
+    from ..deps import require
 
     require("tensorrt", "benchmarking TensorRT engines (`snnet-export bench --backend trt`)")
-    from .trt.runtime import load_engines
+    from ..runtime.trt.runner import load_engines
 
     targets = sorted((manifest.get("engines") or {}))
     if target is None:
@@ -180,8 +180,8 @@ def torch_baseline(manifest: Mapping[str, Any], threads: int,
     """
     import torch
 
-    from .family import family_from_dict
-    from .snnet import load_checkpoint, snnet_from_family
+    from ..model.family import family_from_dict
+    from ..model.snnet import load_checkpoint, snnet_from_family
 
     torch.set_num_threads(threads)
     ckpt = manifest.get("checkpoint") or {"path": "random", "seed": 0}
@@ -212,7 +212,7 @@ def torch_baseline(manifest: Mapping[str, Any], threads: int,
 
 def select_stitches(manifest: Mapping[str, Any], configs: str | Sequence[int] | None, folder: Path) -> list[int]:
     """The exported stitch ids named by ``configs`` (``None``: every exported one)."""
-    from .stitching import format_selection, parse_config_selection
+    from ..model.stitching import format_selection, parse_config_selection
 
     exported = [e["id"] for e in manifest["configs"]]
     if not exported:
@@ -230,7 +230,7 @@ def select_stitches(manifest: Mapping[str, Any], configs: str | Sequence[int] | 
 def _reusable(folder: Path, ids: Sequence[int], batches: Sequence[int], threads: int, mode: str,
               baseline: bool) -> dict[str, Any] | None:
     """This device's ORT profile if it already holds these measurements, else ``None``."""
-    from .runtime.profile import find_profile
+    from ..engine_folder.profile import find_profile
 
     old = find_profile(folder, "ort")
     if old is None or old.get("ort_mode") != mode or (old.get("environment") or {}).get("threads") != threads:
@@ -285,13 +285,13 @@ def profile_from_engines(
             stitches and batches with the same settings (no measurement).
 
     Returns:
-        The profile (schema in :mod:`snnet_export.runtime.profile`).
+        The profile (schema in :mod:`snnet_export.engine_folder.profile`).
 
     Raises:
         BenchError: bad batches, stitches or backend. MissingDependencyError: no TensorRT.
     """
-    from .io import write_json_atomic
-    from .manifest import load_manifest
+    from ..fileio import write_json_atomic
+    from ..engine_folder.manifest import load_manifest
 
     folder = Path(folder)
     if backend not in BACKENDS:
@@ -343,7 +343,7 @@ def _measure(backend: str, runners: Iterable[tuple[int, Runner]], count: int, ma
              batches: Sequence[int], torch_run: Callable[[int], Runner] | None,
              timing: tuple[int, int, float], progress: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Time every stitch at every batch (PyTorch interleaved); ``(records, baseline records)``."""
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     rng = np.random.default_rng(0)
     inputs = {b: rng.standard_normal((b, *manifest["input_shape"])).astype(np.float32) for b in batches}

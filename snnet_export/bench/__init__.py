@@ -1,0 +1,8 @@
+"""Measurement and reporting: ``profile.<device>.json`` from an engine folder, and the report.
+
+Owns: :mod:`.measure` (``profile_from_engines``: times every stitch with the runtime's own
+runners, optionally against PyTorch eager), :mod:`.report` (``report.md``, plot, Pareto table).
+May import: NumPy, :mod:`snnet_export.engine_folder`, :mod:`snnet_export.runtime` (the same
+runners the selector uses), matplotlib (lazily, ``[plot]`` extra), torch (lazily, only for the
+optional PyTorch baseline). No torch at import time.
+"""
