@@ -15,7 +15,7 @@ $(STAMP): setup.py setup.cfg Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[ort,dev]'
+	$(PY) -m pip install -q -e '.[train,plot,dev]'
 	# TensorRT type stubs live outside the runtime venv's site-packages: installed there they
 	# would make `import tensorrt` succeed as an empty namespace package.
 	$(PY) -m pip install -q --no-deps --upgrade --target $(STUBS) tensorrt-stubs==10.13.0.35.1
@@ -25,10 +25,16 @@ $(STAMP): setup.py setup.cfg Makefile
 demo: $(STAMP)
 	$(VENV)/bin/snnet-export demo
 
+lint: $(STAMP)
+	$(PY) -m ruff check snnet_export tests benchmarks tools
+	$(PY) tools/import_graph.py
+	@big=$$(find snnet_export -name '*.py' -exec wc -l {} + | awk '$$2 != "total" && $$1 > 400'); \
+	if [ -n "$$big" ]; then echo "modules over 400 lines:"; echo "$$big"; exit 1; fi
+
 typecheck: $(STAMP)
 	MYPYPATH=$(STUBS) $(PY) -m mypy snnet_export/build/trt_builder.py snnet_export/runtime/trt
 
-test: $(STAMP) typecheck
+test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q -rs
 
 clean:

@@ -62,18 +62,18 @@ def ensure_export(folder: Path, configs: str) -> dict[str, Any]:
 
 
 def open_sessions(folder: Path, entry: dict[str, Any], weights: Any, threads: int) -> tuple[dict, dict]:
-    """One session per mode, with the private memory each one added (MiB, after a first run)."""
-    from snnet_export.runtime.ort.runner import ort_session, run_session
+    """One runner per mode, with the private memory each one added (MiB, after a first run)."""
+    from snnet_export.runtime.ort.runner import OrtRunner, ort_session
 
     x = np.zeros((1, *entry["inputs"][0]["shape"][1:]), np.float32)
-    run_session(ort_session(folder, entry, weights, threads=threads), x)  # one-time ORT set-up off the books
+    OrtRunner(ort_session(folder, entry, weights, threads=threads))(x)  # one-time ORT set-up off the books
     sessions, memory = {}, {}
     for mode in MODES:
         before = private_mib()
-        sess = ort_session(folder, entry, weights, threads=threads, **ORT_MODES[mode])
-        run_session(sess, x)
+        runner = OrtRunner(ort_session(folder, entry, weights, threads=threads, **ORT_MODES[mode]))
+        runner(x)
         after = private_mib()
-        sessions[mode] = sess
+        sessions[mode] = runner
         memory[mode] = None if before is None else round(after - before, 1)
     return sessions, memory
 
@@ -84,7 +84,6 @@ def measure_threads(folder: Path, manifest: dict[str, Any], ids: list[int], thre
     import torch
 
     from snnet_export.engine_folder.manifest import config_entry
-    from snnet_export.runtime.ort.runner import run_session
     from snnet_export.engine_folder.weight_file import WeightFile
 
     torch.set_num_threads(threads)
@@ -99,8 +98,8 @@ def measure_threads(folder: Path, manifest: dict[str, Any], ids: list[int], thre
         run_t = torch_run(cfg_id)
         for batch, x in inputs.items():
             warmup, runs, min_s = plan.get(batch, plan[16])
-            fns = {f"ort-{m}": (lambda s=s, x=x: run_session(s, x)) for m, s in sessions.items()}
-            fns["torch"] = lambda x=x: run_t(x)
+            fns = {f"ort-{m}": (lambda r=r, x=x: r(x)) for m, r in sessions.items()}
+            fns["torch"] = lambda x=x, run_t=run_t: run_t(x)
             load = os.getloadavg()[0]
             lat = time_interleaved(fns, warmup, runs, min_s)
             stats = {k: latency_stats(v, batch) for k, v in lat.items()}

@@ -73,7 +73,7 @@ RESIDENT = textwrap.dedent("""
 NAIVE = textwrap.dedent("""
     import json, sys, numpy as np, psutil
     from snnet_export.engine_folder.manifest import load_manifest
-    from snnet_export.runtime.ort.runner import ort_session, run_session
+    from snnet_export.runtime.ort.runner import OrtRunner, ort_session
     folder, ids = sys.argv[1], [int(i) for i in sys.argv[2].split(",")]
     m = load_manifest(folder)
     entries = {e["id"]: e for e in m["configs"]}
@@ -83,7 +83,7 @@ NAIVE = textwrap.dedent("""
     for i in ids:
         e = entries[i]
         s = ort_session(folder, e, None, threads=2)  # ORT reads its own copy; prepacking on
-        run_session(s, np.zeros((1, *m["input_shape"]), np.float32))
+        OrtRunner(s)(np.zeros((1, *m["input_shape"]), np.float32))
         keep.append(s)
         own += sum(m["weights"]["tensors"][t]["length"] for _, t in e["initializers"])
     print(json.dumps({"ids": ids, "rss_increase": proc.memory_info().rss - rss0, "stitch_weight_bytes": own}))

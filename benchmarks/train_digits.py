@@ -99,7 +99,7 @@ def main() -> None:
     from snnet_export.train.evaluate import evaluate_configs
     from snnet_export.model.lsinit import ls_init_
     from snnet_export.model.snnet import load_checkpoint, snnet_from_family
-    from snnet_export.train.loop import ANCHOR_CONFIG, TrainConfig, train_anchors, train_snnet
+    from snnet_export.train import ANCHOR_CONFIG, TrainConfig, train_anchors, train_snnet
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="snnet_train_digits_"))
     env, walls = _environment(args.threads), {}

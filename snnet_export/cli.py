@@ -26,6 +26,14 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SNNetExportError as exc:
             raise click.ClickException(str(exc)) from None
+        except ModuleNotFoundError as exc:  # a command whose extra is not installed (deploy-only install)
+            from .deps import missing_dependency
+
+            name = ctx.invoked_subcommand or "this command"
+            err = missing_dependency(exc, f"`snnet-export {name}`")
+            if err is None:
+                raise
+            raise click.ClickException(str(err)) from None
         except KeyboardInterrupt:
             click.echo("Interrupted; finished steps are kept and the next run resumes.", err=True)
             sys.exit(130)
@@ -41,6 +49,25 @@ def cli(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(message)s" if verbose == 0 else "%(levelname)s %(name)s: %(message)s")
     for noisy in ("torch", "onnxscript", "onnx_ir", "timm", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _Selection(click.ParamType):
+    """``--configs``: syntax checked at parse time by the one selection parser; ids by the library."""
+
+    name = "IDS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from .selection import parse_ranges
+
+        try:
+            if str(value).strip().lower() != "all":
+                parse_ranges(str(value))
+        except SNNetExportError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+SELECTION = _Selection()
 
 
 def emit_json(obj: Any) -> None:
@@ -115,7 +142,7 @@ def info(family: str, as_json: bool) -> None:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-t", "--target", required=True,
               help="Target profile: dgpu, jetson-orin, jetson-thor, or a path to a YAML profile.")
-@click.option("--configs", default=None, help="Stitch ids to build, e.g. 0,3,10-20 (default: every exported one).")
+@click.option("--configs", type=SELECTION, default=None, help="Stitch ids to build, e.g. 0,3,10-20 (default: every exported one).")
 @click.option("--strip-weights", is_flag=True,
               help="Weight-stripped engines, refitted from the ONNX + shared weight file when loaded.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -149,7 +176,7 @@ def build_cmd(folder: Path, target: str, configs: str | None, strip_weights: boo
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Engine folder, e.g. engines/deit-fp16.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (18 parses in TensorRT 10.3 / JetPack 6).")
-@click.option("--configs", default=None, help="Stitch ids to export, e.g. 0,3,10-20 (default: all).")
+@click.option("--configs", type=SELECTION, default=None, help="Stitch ids to export, e.g. 0,3,10-20 (default: all).")
 @click.option("--batch-max", type=click.IntRange(1), default=64, show_default=True, help="Largest batch the engines serve.")
 @click.option("--accuracy", type=click.Path(dir_okay=False), default=None, help="Results JSONL whose Top-1 goes into the manifest.")
 @click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True)
@@ -242,7 +269,7 @@ def demo(workdir: str, fast: bool) -> None:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--backend", type=click.Choice(["ort", "trt"]), default="ort", show_default=True)
 @click.option("--batch", "batches", default="1,16", show_default=True, help="Batch sizes, e.g. 1,16.")
-@click.option("--configs", default=None, help="Stitch ids, e.g. 0,3,10-20 (default: every exported one).")
+@click.option("--configs", type=SELECTION, default=None, help="Stitch ids, e.g. 0,3,10-20 (default: every exported one).")
 @click.option("--baseline", type=click.Choice(["torch"]), default=None, help="Also time PyTorch eager (interleaved).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Intra-op threads [default: usable cores].")
 @click.option("--runs", type=click.IntRange(1), default=20, show_default=True, help="Timed runs per stitch and batch (at least).")
@@ -318,7 +345,7 @@ def train(family: str, data: str, out_dir: Path, init: Path | None, anchors_from
     import os
     import time
 
-    from .train.loop import ANCHOR_CONFIG, TrainConfig, train_anchors, train_snnet
+    from .train import ANCHOR_CONFIG, TrainConfig, train_anchors, train_snnet
 
     if init and anchors_from_scratch:
         raise click.UsageError("--init and --anchors-from-scratch exclude each other")
@@ -344,7 +371,7 @@ def train(family: str, data: str, out_dir: Path, init: Path | None, anchors_from
 @click.option("--data", required=True, help="'digits' or a folder with train/ and val/ subfolders.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Results JSONL; one line per configuration, ids already in it are skipped.")
-@click.option("--configs", default=None, help="Ids to evaluate, e.g. 0,3,10-20 (default: all).")
+@click.option("--configs", type=SELECTION, default=None, help="Ids to evaluate, e.g. 0,3,10-20 (default: all).")
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when available].")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader workers (image folders).")

@@ -64,7 +64,7 @@ def run_demo(workdir: str | Path = "engines/demo", settings: DemoSettings | None
     from .train.evaluate import evaluate_configs
     from .export.stitches import export_stitches
     from .bench.report import report_from_profile
-    from .train.loop import TrainConfig, train_anchors, train_snnet
+    from .train import TrainConfig, train_anchors, train_snnet
     from .engine_folder.integrity import verify_folder
 
     s = settings or DemoSettings()

@@ -10,11 +10,16 @@ from types import ModuleType
 
 from .errors import MissingDependencyError
 
-_EXTRA_FOR = {
-    "onnxruntime": "ort",
-    "onnx": "ort",
+# The extra of setup.cfg that installs each optional package (the deploy side installs without any).
+EXTRA_FOR = {
+    "torch": "train",
+    "torchvision": "train",
+    "timm": "train",
+    "sklearn": "train",
+    "onnxscript": "train",
+    "matplotlib": "plot",
     "tensorrt": "trt",
-    "matplotlib": "report",
+    "cuda": "trt",
 }
 
 
@@ -54,6 +59,24 @@ def require(name: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        extra = _EXTRA_FOR.get(name.split(".")[0])
-        hint = f"pip install 'snnet-export[{extra}]'" if extra else f"pip install {name}"
-        raise MissingDependencyError(f"{purpose} needs `{name}` ({exc}); install it with `{hint}`.") from exc
+        raise MissingDependencyError(f"{purpose} needs `{name}` ({exc}); install it with "
+                                     f"`{install_hint(name)}`.") from exc
+
+
+def install_hint(module: str) -> str:
+    """The pip command that installs ``module`` (by the extra that carries it)."""
+    extra = EXTRA_FOR.get(module.split(".")[0])
+    return f"pip install 'snnet-export[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
+
+
+def missing_dependency(exc: ModuleNotFoundError, purpose: str) -> MissingDependencyError | None:
+    """A :class:`MissingDependencyError` for an optional package ``exc`` failed to import, else None.
+
+    The CLI's one error path calls this, so a command that needs an extra that is not installed
+    (``snnet-export export`` on a deploy-only install) says which extra in one line.
+    """
+    root = (exc.name or "").split(".")[0]
+    if root not in EXTRA_FOR:
+        return None
+    return MissingDependencyError(f"{purpose} needs `{root}`, which is not installed; install it with "
+                                  f"`{install_hint(root)}`.")

@@ -42,9 +42,32 @@ class BuildError(SNNetExportError, RuntimeError):
     """An engine could not be built or loaded on this machine."""
 
 
+class InferenceError(SNNetExportError, RuntimeError):
+    """Running a loaded stitch failed (bad input shape or dtype, a backend error during a call)."""
+
+
+class BenchError(SNNetExportError, ValueError):
+    """A benchmark request (batches, stitches, backend) or a profile cannot be used."""
+
+
+class SelectorError(SNNetExportError, ValueError):
+    """The runtime selector cannot be built or cannot meet a request."""
+
+
 class TargetError(SNNetExportError, ValueError):
     """A target profile is unknown or malformed."""
 
 
 class MissingDependencyError(SNNetExportError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of ``exc``'s message (its type name if it has none), at most ``limit`` chars.
+
+    What every error path quotes from a third-party exception (torch, onnx, ORT, YAML): one line,
+    never an IndexError on an empty message, never a multi-megabyte dump.
+    """
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -32,7 +32,6 @@ def _external(name: str, arr: np.ndarray, location: str, offset: int):
 
 
 def _graph(cfg_id: int, w, b, precision: str, opset: int):
-    import onnx
     from onnx import TensorProto, helper
 
     feat = int(np.prod(CHW))

@@ -15,7 +15,7 @@ import pytest
 from snnet_export.bench.measure import (BenchError, latency_stats, parse_batches, profile_from_engines,
                                 time_interleaved)
 from snnet_export.deps import is_tensorrt_available
-from snnet_export.errors import MissingDependencyError, SNNetExportError
+from snnet_export.errors import ConfigError, MissingDependencyError, SNNetExportError
 from snnet_export.engine_folder.profile import PROFILE_SCHEMA, device_name, find_profile, pareto_front, profile_path
 
 IDS = [0, 1, 2, 3, 40]
@@ -99,7 +99,7 @@ def test_report_frontier_matches_measured_data(tiny_folder, measured):
 
 def test_fused_graph_matches_and_keeps_shared_weights(tiny_folder):
     from snnet_export.engine_folder.manifest import load_manifest
-    from snnet_export.runtime.ort.runner import ort_session, run_session
+    from snnet_export.runtime.ort.runner import OrtRunner, ort_session
     from snnet_export.runtime.ort.fused import fast_graph
     from snnet_export.engine_folder.weight_file import WeightFile
 
@@ -107,9 +107,9 @@ def test_fused_graph_matches_and_keeps_shared_weights(tiny_folder):
     weights = WeightFile(tiny_folder, m["weights"])
     x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
     for entry in m["configs"]:
-        ref = run_session(ort_session(tiny_folder, entry, weights), x)
+        ref = OrtRunner(ort_session(tiny_folder, entry, weights))(x)
         fast = ort_session(tiny_folder, entry, weights, fast=True, prepack=True)
-        np.testing.assert_allclose(run_session(fast, x), ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+        np.testing.assert_allclose(OrtRunner(fast)(x), ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
         import onnx
 
         graph = onnx.load_from_string(fast_graph(tiny_folder / entry["onnx"])[0]).graph
@@ -143,7 +143,7 @@ def test_bad_batches(bad):
 
 
 def test_bad_requests(tiny_folder, tmp_path):
-    with pytest.raises(BenchError, match="not exported"):
+    with pytest.raises(ConfigError, match="id\\(s\\) 5 are not in the exports of"):
         profile_from_engines(tiny_folder, configs="5", **FAST)
     with pytest.raises(BenchError, match="unknown backend"):
         profile_from_engines(tiny_folder, backend="cuda", **FAST)
@@ -181,7 +181,7 @@ def test_cli_bench(tiny_folder, measured):
 
 @pytest.mark.parametrize("args, message", [
     (["--batch", "1,x"], "bad batch list"),
-    (["--configs", "7"], "not exported"),
+    (["--configs", "7"], "are not in the exports of"),
 ])
 def test_cli_bench_errors(tiny_folder, args, message):
     from click.testing import CliRunner

@@ -122,7 +122,7 @@ def test_plan_refuses_strip_with_dla(folder, tmp_path):
 
 
 def test_plan_config_and_file_errors(folder):
-    with pytest.raises(ConfigError, match=r"\[5\] were not exported into this folder \(it has 0-2\)"):
+    with pytest.raises(ConfigError, match=r"id\(s\) 5 are not in this folder's exports .* \(it has 0-2\)"):
         plan_build(folder, "dgpu", configs="1,5")
     (folder / "stitch_001.onnx").unlink()
     with pytest.raises(BuildError, match="stitch_001.onnx .*is missing"):

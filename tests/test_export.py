@@ -16,7 +16,7 @@ from snnet_export.cli import cli
 from snnet_export.errors import ExportError, VerifyError
 from snnet_export.export.stitches import export_stitches
 from snnet_export.engine_folder.manifest import load_manifest, save_manifest
-from snnet_export.runtime.ort.runner import ort_session, run_session
+from snnet_export.runtime.ort.runner import OrtRunner, ort_session
 from snnet_export.engine_folder.weight_file import WeightFile
 from snnet_export.engine_folder.integrity import verify_folder
 
@@ -60,7 +60,7 @@ def test_dynamic_batch(fp32_folder, tiny_net):
         x = torch.randn(batch, 3, 32, 32)
         with torch.no_grad():
             ref = tiny_net(x, 45).numpy()
-        got = run_session(sess, x.numpy())
+        got = OrtRunner(sess)(x.numpy())
         assert got.shape == (batch, 10)
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
@@ -220,8 +220,8 @@ def test_trained_checkpoint_is_exported(tmp_path, tiny_net):
     sess = ort_session(tmp_path / "out", m["configs"][0], WeightFile(tmp_path / "out", m["weights"]))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        np.testing.assert_allclose(run_session(sess, x.numpy()), net(x, 40).numpy(), atol=1e-4)
-        assert not np.allclose(run_session(sess, x.numpy()), tiny_net(x, 40).numpy(), atol=1e-3)
+        np.testing.assert_allclose(OrtRunner(sess)(x.numpy()), net(x, 40).numpy(), atol=1e-4)
+        assert not np.allclose(OrtRunner(sess)(x.numpy()), tiny_net(x, 40).numpy(), atol=1e-3)
 
 
 def snnet_from_seed(seed):
@@ -232,7 +232,7 @@ def snnet_from_seed(seed):
 
 @pytest.mark.parametrize("args, match", [
     (["export", "tiny", "missing.pth", "-o", "{tmp}/x"], "does not exist"),
-    (["export", "tiny", "random", "-o", "{tmp}/x", "--configs", "99"], "do not exist"),
+    (["export", "tiny", "random", "-o", "{tmp}/x", "--configs", "99"], "are not in family tiny"),
     (["verify", "{tmp}"], "manifest.json is missing"),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, match):

@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import threading
-import warnings
 
 import numpy as np
 import pytest
@@ -147,7 +146,7 @@ def test_resident_sessions_share_one_copy_of_the_weights(folder):
     for sess, entry in zip(sessions, [e for e in m["configs"] if e["id"] in runners]):
         keep, _, w = sess._snnet_keepalive
         assert w is weights
-        for (name, index), value in zip(entry["initializers"], keep):
+        for (_name, index), value in zip(entry["initializers"], keep):
             ptr = value.data_ptr()
             assert base <= ptr < base + size
             assert seen.setdefault(index, ptr) == ptr  # same tensor, same address in every session

@@ -105,7 +105,7 @@ def test_bad_checkpoints_name_every_problem(tmp_path, tiny_net):
                  "mis-shaped: anchors.1.head.weight (3, 3) != (10, 48)", "family 'tiny'"):
         assert part in msg
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*not a readable PyTorch checkpoint"):
         load_checkpoint(copy.deepcopy(tiny_net), tmp_path / "junk.pth")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(copy.deepcopy(tiny_net), tmp_path / "none.pth")

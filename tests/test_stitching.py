@@ -4,14 +4,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import pytest
 
-from snnet_export.errors import ConfigError
-from snnet_export.model.stitching import (
-    enumerate_configs, format_selection, parse_config_selection, window_positions,
-)
+from snnet_export.model.stitching import enumerate_configs, window_positions
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "official_deit_tsb_stitches.tsv"
+REFERENCE = Path(__file__).resolve().parent / "data" / "official_deit_tsb_stitches.tsv"
 
 
 def test_window_positions_match_published_layers():
@@ -33,7 +29,6 @@ def test_config_ids_in_published_order():
     assert len({c.stitch_layer for c in cfgs if c.stitch_layer}) == 22
 
 
-@pytest.mark.skipif(not REFERENCE.exists(), reason="shared reference table not beside the checkout")
 def test_paths_equal_reference_table():
     names = ["Ti", "S", "B"]
     rows = list(csv.DictReader(REFERENCE.open(), delimiter="\t"))
@@ -48,13 +43,3 @@ def test_non_nearest_pairs_add_ti_to_b():
     cfgs = enumerate_configs(3, 12, nearest=False)
     assert len(cfgs) == 3 + 3 * 34
     assert {(c.front, c.end) for c in cfgs[3:]} == {(0, 1), (0, 2), (1, 2)}
-
-
-def test_selection_parsing_round_trip():
-    assert parse_config_selection("0,3,10-12", 71) == [0, 3, 10, 11, 12]
-    assert parse_config_selection(None, 5) == [0, 1, 2, 3, 4]
-    assert format_selection([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
-    with pytest.raises(ConfigError, match="do not exist"):
-        parse_config_selection("70-72", 71)
-    with pytest.raises(ConfigError, match="expected ids"):
-        parse_config_selection("a-b", 71)

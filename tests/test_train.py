@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from snnet_export.errors import CheckpointError
-from snnet_export.model.snnet import load_checkpoint, read_state_dict, snnet_from_family
-from snnet_export.train.loop import (ANCHOR_CONFIG, TrainConfig, config_sampler, lr_factor, read_train_state,
-                                train_anchors, train_snnet)
+from snnet_export.model.checkpoint import read_state_dict
+from snnet_export.model.snnet import load_checkpoint, snnet_from_family
+from snnet_export.train import ANCHOR_CONFIG, TrainConfig, train_anchors, train_snnet
+from snnet_export.train.loop import config_sampler, lr_factor, read_train_state
 
 SHORT = TrainConfig(epochs=2, batch_size=16, steps_per_epoch=2, lr=1e-3, warmup_epochs=0.5, ls_init_images=20)
 
@@ -89,9 +90,9 @@ def test_train_anchors_learns_and_leaves_stitches_alone(anchors):
 
 
 def test_train_anchors_reuses_existing_output(anchors, monkeypatch):
-    import snnet_export.train.loop as train
+    import snnet_export.train.recipes as recipes
 
-    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(recipes, "fit", lambda *a, **k: pytest.fail("retrained"))
     assert train_anchors("tiny", "digits", anchors, ANCHOR_CONFIG) == anchors
 
 

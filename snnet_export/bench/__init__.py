@@ -6,3 +6,9 @@ May import: NumPy, :mod:`snnet_export.engine_folder`, :mod:`snnet_export.runtime
 runners the selector uses), matplotlib (lazily, ``[plot]`` extra), torch (lazily, only for the
 optional PyTorch baseline). No torch at import time.
 """
+from __future__ import annotations
+
+from .measure import BenchError, profile_from_engines
+from .report import report_from_profile
+
+__all__ = ["BenchError", "profile_from_engines", "report_from_profile"]

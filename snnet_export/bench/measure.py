@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from ..errors import SNNetExportError
+from ..errors import BenchError
 from ..engine_folder.profile import PROFILE_SCHEMA, PROFILE_VERSION, cpu_name, device_name, profile_path
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,6 @@ ORT_MODES: dict[str, dict[str, Any]] = {
 #: the default measures what the runtime selector runs, so its budgets hold
 DEFAULT_ORT_MODE = "shared"
 Runner = Callable[[np.ndarray], Any]
-
-
-class BenchError(SNNetExportError, ValueError):
-    """A benchmark request (batches, stitches, backend) or a profile cannot be used."""
 
 
 def parse_batches(batches: str | int | Iterable[int]) -> tuple[int, ...]:
@@ -136,14 +132,14 @@ def ort_runners(folder: Path, manifest: dict[str, Any], ids: Sequence[int], thre
                 mode: str, spinning: bool | None = None) -> Iterable[tuple[int, Runner]]:
     """Open each stitch's ORT session in turn (one resident at a time) and yield its runner."""
     from ..engine_folder.manifest import config_entry
-    from ..runtime.ort.runner import ort_session, run_session
+    from ..runtime.ort.runner import OrtRunner, ort_session
     from ..engine_folder.weight_file import WeightFile
 
     opts = ort_options(mode, spinning)
     weights = WeightFile(folder, manifest["weights"])
     for cfg_id in ids:
         sess = ort_session(folder, config_entry(manifest, cfg_id), weights, threads=threads, **opts)
-        yield cfg_id, partial(run_session, sess)
+        yield cfg_id, OrtRunner(sess, cfg_id)
         del sess
 
 
@@ -212,19 +208,12 @@ def torch_baseline(manifest: Mapping[str, Any], threads: int,
 
 def select_stitches(manifest: Mapping[str, Any], configs: str | Sequence[int] | None, folder: Path) -> list[int]:
     """The exported stitch ids named by ``configs`` (``None``: every exported one)."""
-    from ..model.stitching import format_selection, parse_config_selection
+    from ..selection import select_ids
 
     exported = [e["id"] for e in manifest["configs"]]
     if not exported:
         raise BenchError(f"{folder} holds no exported stitch: run `snnet-export export` first")
-    if configs is None:
-        return exported
-    ids = sorted(set(configs)) if not isinstance(configs, str) else parse_config_selection(configs, 1 << 30)
-    missing = [i for i in ids if i not in exported]
-    if missing:
-        raise BenchError(f"stitch(es) {missing} are not exported in {folder}; it holds "
-                         f"{format_selection(exported)}")
-    return ids
+    return select_ids(configs, exported, where=f"the exports of {folder}")
 
 
 def _reusable(folder: Path, ids: Sequence[int], batches: Sequence[int], threads: int, mode: str,

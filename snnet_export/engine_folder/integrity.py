@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import VerifyError
+from ..errors import VerifyError, first_line
 from ..fileio import sha256_file
 from .manifest import load_manifest
 from .weight_file import WeightFile, check_location
@@ -56,7 +56,7 @@ def _check_entry(onnx: Any, folder: Path, entry: dict[str, Any], weight_file: st
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf errors
-        return problems + [f"{tag}: not a readable ONNX file: {str(exc).splitlines()[0]}"]
+        return problems + [f"{tag}: not a readable ONNX file: {first_line(exc)}"]
     bad_location = False
     for name, info in graph_external_data(model):
         try:
@@ -71,7 +71,7 @@ def _check_entry(onnx: Any, folder: Path, entry: dict[str, Any], weight_file: st
         try:
             onnx.checker.check_model(str(path))  # path form: external data resolved in the folder
         except Exception as exc:  # noqa: BLE001 - checker errors
-            problems.append(f"{tag}: ONNX checker: {str(exc).splitlines()[0]}")
+            problems.append(f"{tag}: ONNX checker: {first_line(exc)}")
     return problems
 
 

@@ -7,3 +7,8 @@ content-addressed weight file), :mod:`.fp16` (deterministic FP32 -> FP16 graphs)
 May import: torch, onnx, :mod:`snnet_export.model`, :mod:`snnet_export.engine_folder`, the
 ONNX Runtime runner in :mod:`snnet_export.runtime.ort`, and the top-level helpers.
 """
+from __future__ import annotations
+
+from .stitches import export_stitches
+
+__all__ = ["export_stitches"]

@@ -20,13 +20,13 @@ import onnx
 import torch
 
 from .. import __version__
-from ..errors import ExportError, SNNetExportError
+from ..errors import ExportError, SNNetExportError, first_line
 from ..model.family import FamilySpec, get_family
 from ..model.flops import count_flops, count_params, explicit_attention
 from ..fileio import sha256_bytes, sha256_file, write_bytes_atomic
 from ..engine_folder.manifest import SCHEMA, SCHEMA_VERSION, load_manifest, manifest_path, save_manifest
 from ..model.snnet import SNNet, load_checkpoint, snnet_from_family
-from ..model.stitching import parse_config_selection
+from ..selection import select_ids
 from .weight_store import WeightStore, weight_file_name
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ def export_stitches(
     snnet = snnet_from_family(spec, seed=seed)
     if str(checkpoint) != "random":
         load_checkpoint(snnet, checkpoint)
-    ids = configs if isinstance(configs, list) else parse_config_selection(configs, len(snnet.configs))
+    ids = select_ids(configs, len(snnet.configs), where=f"family {spec.name}")
     acc = _accuracy_table(accuracy)
     out = Path(out)
     header = {
@@ -293,7 +293,7 @@ def _export_one(snnet: SNNet, meta: SNNet, cfg_id: int, out: Path, store: Weight
         raise
     except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds
         raise ExportError(f"stitch {cfg_id} ({snnet.describe(cfg)}) could not be exported to ONNX "
-                          f"opset {opset}: {str(exc).splitlines()[0]}") from exc
+                          f"opset {opset}: {first_line(exc)}") from exc
     t1 = time.perf_counter()
     initializers = store.externalize(model)
     data = model.SerializeToString()

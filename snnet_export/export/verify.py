@@ -41,7 +41,7 @@ def verify_stitch(snnet: Any, folder: Path, entry: dict[str, Any], weights: Weig
     """Run the saved stitch in ONNX Runtime at batch 1 and 3 and compare with PyTorch."""
     import torch
 
-    from ..runtime.ort.runner import ort_session, run_session
+    from ..runtime.ort.runner import OrtRunner, ort_session
 
     sess = ort_session(folder, entry, weights)
     g = torch.Generator().manual_seed(seed + entry["id"])
@@ -50,7 +50,7 @@ def verify_stitch(snnet: Any, folder: Path, entry: dict[str, Any], weights: Weig
         x = torch.randn(batch, *snnet.input_size, generator=g)
         with torch.no_grad():
             ref = snnet(x, entry["id"]).float().numpy()
-        results.append(compare_logits(ref, run_session(sess, x.numpy()), precision))
+        results.append(compare_logits(ref, OrtRunner(sess)(x.numpy()), precision))
     worst = max(results, key=lambda r: r["rel_diff"])
     return {**worst, "ok": all(r["ok"] for r in results),
             "top1_agree": min(r["top1_agree"] for r in results), "batches": list(VERIFY_BATCHES)}

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, FamilyError
+from .checkpoint import read_state_dict
 from .family import FamilySpec, get_family
 from .stitching import StitchConfig, anchor_pairs, enumerate_configs, num_stitch_layers
 
@@ -199,24 +200,6 @@ def snnet_from_family(family: FamilySpec | str, device: str | torch.device = "cp
         torch.manual_seed(seed)
     with torch.device(device):
         return SNNet(family, anchors_from_family(family, device)).eval()
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint safely (``weights_only``): ``{'model': sd}``, ``{'state_dict': sd}`` or ``sd``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle/zip errors of many kinds
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
-    for key in ("model", "state_dict", "model_state"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"checkpoint {path} holds no state dict ({{'model': state_dict}} expected)")
-    return obj
 
 
 def _short(keys: Sequence[str], n: int = 6) -> str:

@@ -6,11 +6,10 @@ then every (front, end) anchor pair in order, each with its positions in enumera
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
-from ..errors import ConfigError, FamilyError
+from ..errors import FamilyError
 
 
 @dataclass(frozen=True)
@@ -91,40 +90,3 @@ def num_stitch_layers(depth: int, kernel_size: int = 2, stride: int = 1) -> int:
     """Stitching layers per anchor pair."""
     positions = window_positions(depth, kernel_size, stride)
     return positions[-1][1] + 1 if positions else 0
-
-
-def parse_config_selection(text: str | None, num_configs: int) -> list[int]:
-    """Parse ``"0,3,10-20"`` into sorted unique ids; ``None``/``"all"`` selects every id."""
-    if text is None or text.strip().lower() in ("", "all"):
-        return list(range(num_configs))
-    ids: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
-        if not m:
-            raise ConfigError(f"bad configuration selection '{part}': expected ids like 0,3,10-20")
-        lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) else lo
-        if hi < lo:
-            raise ConfigError(f"bad configuration range '{part}': end before start")
-        ids.update(range(lo, hi + 1))
-    bad = sorted(i for i in ids if i >= num_configs)
-    if bad:
-        raise ConfigError(f"configuration id(s) {bad} do not exist: this family has ids 0-{num_configs - 1}")
-    return sorted(ids)
-
-
-def format_selection(ids: Iterable[int]) -> str:
-    """Inverse of :func:`parse_config_selection`: ``[0,1,2,5]`` -> ``"0-2,5"``."""
-    ids = sorted(set(ids))
-    parts: list[str] = []
-    start = prev = None
-    for i in ids + [None]:  # type: ignore[operator]
-        if start is None:
-            start = prev = i
-        elif i is not None and i == prev + 1:
-            prev = i
-        else:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = prev = i
-    return ",".join(parts)

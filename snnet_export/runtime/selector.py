@@ -24,15 +24,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..deps import is_tensorrt_available
-from ..errors import SNNetExportError
+from ..errors import SelectorError
 from ..engine_folder.manifest import load_manifest
 from ..engine_folder.profile import accuracy_of, find_profile, load_profiles, pareto_front
 
 log = logging.getLogger(__name__)
-
-
-class SelectorError(SNNetExportError, ValueError):
-    """The selector cannot be built or cannot meet a request."""
 
 
 @dataclass(frozen=True)
@@ -44,17 +40,6 @@ class Candidate:
     accuracy: float  # Top-1 (%) or, when unknown, GFLOPs as the proxy
     throughput: dict[int, float]  # batch -> images/s
     latency_ms: dict[int, dict[str, float]]  # batch -> {p50, p90, p99, mean}
-
-
-class _OrtRunner:
-    """A resident ONNX Runtime session as a callable (``session`` kept for inspection)."""
-
-    def __init__(self, session: Any) -> None:
-        self.session = session
-        self.input_name = session.get_inputs()[0].name  # looked up once, not on every call
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
 class Selector:
@@ -159,15 +144,15 @@ class Selector:
 
             engines = load_engines(self.folder, target or self.profile.get("target", "dgpu"), ids)
             return {i: e.run for i, e in engines.items()}
-        from .ort.runner import ort_session
+        from .ort.runner import OrtRunner, ort_session
         from ..engine_folder.weight_file import WeightFile
 
         weights = WeightFile(self.folder, self.manifest["weights"])
         entries = self._entries
         fused = self.ort_mode == "fused"
         # one activation arena for all resident sessions: only one stitch runs at a time
-        return {i: _OrtRunner(ort_session(self.folder, entries[i], weights, threads=threads, fast=fused,
-                                          shared_arena=True)) for i in ids}
+        return {i: OrtRunner(ort_session(self.folder, entries[i], weights, threads=threads, fast=fused,
+                                         shared_arena=True), i) for i in ids}
 
     # ---- selection ----
     @property

@@ -4,3 +4,9 @@ Owns: :mod:`.data` (digits / ImageFolder), :mod:`.loop` (``train_anchors``, ``tr
 :mod:`.distributed` (process group, gradient sync), :mod:`.evaluate` (resumable results JSONL).
 May import: torch, timm, scikit-learn, :mod:`snnet_export.model` and the top-level helpers.
 """
+from __future__ import annotations
+
+from .loop import ANCHOR_CONFIG, TrainConfig
+from .recipes import train_anchors, train_snnet
+
+__all__ = ["ANCHOR_CONFIG", "TrainConfig", "train_anchors", "train_snnet"]

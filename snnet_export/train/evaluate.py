@@ -167,12 +167,11 @@ def evaluate_configs(family: Any, checkpoint: str | Path, data: str | Path, out_
     from ..model.flops import count_flops, count_params
     from ..progress import progress_bar
     from ..model.snnet import load_checkpoint, snnet_from_family
-    from ..model.stitching import parse_config_selection
+    from ..selection import select_ids
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     snnet = snnet_from_family(family, device=device)
-    ids = (parse_config_selection(configs, len(snnet.configs)) if configs is None or isinstance(configs, str)
-           else parse_config_selection(",".join(map(str, configs)), len(snnet.configs)))
+    ids = select_ids(configs, len(snnet.configs), where=f"family {snnet.family.name}")
     out_jsonl = Path(out_jsonl)
     done = {r["cfg_id"]: r for r in read_results(out_jsonl)}
     todo = [i for i in ids if i not in done]

@@ -1,9 +1,6 @@
-"""Training: anchors from scratch, and SN-Net training as published (Algorithm 1).
+"""The training loop: options, configuration sampling, AdamW + schedule, checkpointed epochs (:func:`fit`).
 
-:func:`train_snnet` LS-initialises the stitching layers from one batch of training images, then
-each step samples one configuration, runs it and updates every parameter it used (full
-fine-tuning by default). :func:`train_anchors` trains a family's anchors from scratch (all anchors
-on every batch), leaving the stitching layers untouched.
+The two recipes built on it (anchors from scratch, SN-Net Algorithm 1) are in :mod:`.recipes`.
 
 Determinism and resume: the data order, the sampled configurations and every random draw of an
 epoch are pure functions of ``(seed, epoch, rank)``. Each epoch ends with a checkpoint
@@ -17,15 +14,14 @@ published; gradients are averaged by hand over all parameters (:mod:`snnet_expor
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .distributed import DistContext, barrier, broadcast_state, check_ranks_agree, distributed, sync_gradients
+from .distributed import DistContext, barrier, sync_gradients
 from ..errors import CheckpointError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,14 +170,9 @@ def _epoch_rngs(seed: int, epoch: int, rank: int) -> tuple[Any, Any]:
 
 def read_train_state(path: str | Path) -> dict[str, Any]:
     """Read a training checkpoint (``last.pth``) written by :func:`fit`."""
-    import torch
+    from ..model.checkpoint import torch_load
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"training checkpoint {path} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - pickle/zip errors of many kinds
-        raise CheckpointError(f"cannot read training checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    state = torch_load(path, "training checkpoint")
     if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "epoch"} <= set(state):
         raise CheckpointError(f"{path} is not a training checkpoint (needs model, optimizer, scheduler "
                               "and epoch; a plain {'model': ...} file goes to --init instead)")
@@ -306,111 +297,3 @@ def _auto_resume(state_path: Path, cfg: TrainConfig) -> Path | None:
         log.warning("%s was written with other options; starting over", state_path)
         return None
     return state_path
-
-
-def train_anchors(family: Any, data: str | Path = "digits", out: str | Path = "anchors.pth",
-                  config: TrainConfig | None = None, *, epochs: int | None = None, seed: int | None = None,
-                  device: str | None = None, force: bool = False, progress: bool = False) -> Path:
-    """Train ``family``'s anchors from scratch on ``data`` (every anchor on every batch).
-
-    Writes ``out`` in the published layout (``{'model': state_dict}``, stitching layers left at
-    their initialisation) and ``out`` with suffix ``.json``: each anchor's validation Top-1/Top-5/
-    loss and the training history. An existing ``out`` is reused unless ``force``; an interrupted
-    run resumes from ``<out>.last.pth``.
-
-    Returns:
-        The checkpoint path.
-    """
-    from .data import eval_loader, load_data
-    from .evaluate import evaluate_config
-    from ..fileio import write_json_atomic
-    from ..model.snnet import save_checkpoint, snnet_from_family
-
-    out = Path(out)
-    cfg = config or ANCHOR_CONFIG
-    cfg = replace(cfg, epochs=cfg.epochs if epochs is None else epochs, seed=cfg.seed if seed is None else seed)
-    if out.is_file() and not force:
-        log.info("anchors %s exist; reusing them (force to retrain)", out)
-        return out
-    state_path = out.with_suffix(".last.pth")
-    with distributed(device) as ctx:
-        snnet = snnet_from_family(family, device=ctx.device, seed=cfg.seed)
-        splits = load_data(data, snnet)
-        broadcast_state(snnet, ctx)
-        t0 = time.perf_counter()
-        history = fit(snnet, splits, cfg, ctx, state_path, lambda rng: list(range(len(snnet.anchors))),
-                      resume=None if force else _auto_resume(state_path, cfg), progress=progress)
-        digests = check_ranks_agree(snnet, ctx)
-        if ctx.is_main:
-            loader = eval_loader(splits.val, 256)
-            accs = [{"name": name, **evaluate_config(snnet, i, loader, ctx.device)}
-                    for i, name in enumerate(snnet.anchor_names)]
-            save_checkpoint(snnet, out)
-            write_json_atomic(out.with_suffix(".json"), {
-                "family": snnet.family.name, "data": str(data), "anchors": accs, "train_config": asdict(cfg),
-                "world_size": ctx.world, "seconds": round(time.perf_counter() - t0, 1), "history": history,
-                "rank_state_sha256": digests})
-            log.info("anchors: %s", ", ".join(f"{a['name']} {a['acc1']:.2f}%" for a in accs))
-        barrier(ctx)
-    return out
-
-
-def train_snnet(family: Any, init_checkpoint: str | Path | None, data: str | Path, out_dir: str | Path,
-                config: TrainConfig | None = None, *, device: str | None = None, resume: str | Path | None = None,
-                force: bool = False, stop_after_epochs: int | None = None, progress: bool = False) -> Path:
-    """Train an SN-Net (Algorithm 1): LS init, then one sampled configuration per step and rank.
-
-    Args:
-        family: registered name, YAML path or spec.
-        init_checkpoint: SN-Net weights to start from (published layout, e.g. from
-            :func:`train_anchors`); ``None`` keeps the family's own anchors (spec checkpoints or
-            ``pretrained``).
-        data: ``"digits"`` or an image folder with ``train/`` and ``val/``.
-        out_dir: receives ``last.pth`` after every epoch (weights + optimizer, scheduler, epoch),
-            ``snnet.pth`` (``{'model': state_dict}``) and ``summary.json`` when done.
-        resume: a ``last.pth`` to continue from; by default an unfinished ``out_dir/last.pth``
-            with the same options is resumed.
-        force: retrain even if ``out_dir/snnet.pth`` exists.
-        stop_after_epochs: leave after this many epochs (resume later), for time-sliced jobs.
-
-    Returns:
-        ``out_dir/snnet.pth``, or ``out_dir/last.pth`` if stopped early.
-    """
-    from .data import first_images, load_data
-    from ..fileio import write_json_atomic
-    from ..model.lsinit import ls_init_
-    from ..model.snnet import load_checkpoint, save_checkpoint, snnet_from_family
-
-    cfg = config or TrainConfig()
-    out_dir = Path(out_dir)
-    final, state_path = out_dir / "snnet.pth", out_dir / "last.pth"
-    if final.is_file() and resume is None and not force:
-        log.info("%s exists; reusing it (force to retrain)", final)
-        return final
-    resume_path = Path(resume) if resume else (None if force else _auto_resume(state_path, cfg))
-    with distributed(device) as ctx:
-        snnet = snnet_from_family(family, device=ctx.device, seed=cfg.seed)
-        if init_checkpoint and resume_path is None:
-            load_checkpoint(snnet, init_checkpoint)
-        splits = load_data(data, snnet)
-        if resume_path is None and cfg.ls_init_images:
-            ls_init_(snnet, first_images(splits.train_eval, cfg.ls_init_images, cfg.seed).to(ctx.device))
-        if cfg.train_stitches_only:
-            snnet.anchors.requires_grad_(False)
-        ids = [c.id for c in snnet.configs if not (cfg.train_stitches_only and c.is_anchor)]
-        sampler = config_sampler(snnet, cfg.sampling, cfg.flops_bins, ids)
-        broadcast_state(snnet, ctx)
-        t0 = time.perf_counter()
-        history = fit(snnet, splits, cfg, ctx, state_path, lambda rng: [sampler.draw(rng)], resume=resume_path,
-                      stop_after_epochs=stop_after_epochs, progress=progress)
-        digests = check_ranks_agree(snnet, ctx)
-        done = bool(history) and history[-1]["epoch"] == cfg.epochs
-        if ctx.is_main and done:
-            save_checkpoint(snnet, final)
-            write_json_atomic(out_dir / "summary.json", {
-                "family": snnet.family.name, "data": str(data), "init": str(init_checkpoint) if init_checkpoint else None,
-                "train_config": asdict(cfg), "world_size": ctx.world, "sampler_bins": [list(b) for b in sampler.bins],
-                "seconds_this_run": round(time.perf_counter() - t0, 1), "history": history,
-                "rank_state_sha256": digests, "checkpoint": final.name})
-        barrier(ctx)
-    return final if done else state_path

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...deps import require
-from ...errors import VerifyError
+from ...errors import VerifyError, first_line
 from ...engine_folder.weight_file import WeightFile
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ def fast_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFi
         sess = ort.InferenceSession(data, so, providers=providers)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
         raise VerifyError(f"stitch {entry['id']}: ONNX Runtime refused the fused graph of {path.name}: "
-                          f"{str(exc).splitlines()[0]} (the fused path needs an ONNX Runtime that reads "
+                          f"{first_line(exc)} (the fused path needs an ONNX Runtime that reads "
                           "session.model_external_initializers_file_folder_path; the stock graph works "
                           "with any)") from None
     sess._snnet_keepalive = (keep, so, weights)  # the buffers must outlive the session

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...deps import require
-from ...errors import VerifyError
+from ...errors import InferenceError, VerifyError, first_line
 from ...fileio import sha256_file
 from ...engine_folder.weight_file import WeightFile, check_location
 
@@ -116,7 +116,7 @@ def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFil
         sess = ort.InferenceSession(os.fspath(path), so, providers=providers)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
         raise VerifyError(f"stitch {entry['id']}: ONNX Runtime refused {path.name}: "
-                          f"{str(exc).splitlines()[0]}") from None
+                          f"{first_line(exc)}") from None
     sess._snnet_keepalive = (keep, so, weights)  # the buffers must outlive the session
     return sess
 
@@ -132,7 +132,23 @@ def check_graph_locations(path: Path, weight_file: str) -> None:
             check_location(path.parent, info.get("location", ""), weight_file)
 
 
-def run_session(sess: Any, x: np.ndarray) -> np.ndarray:
-    """Run a single-input, single-output stitch session."""
-    name = sess.get_inputs()[0].name
-    return sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+class OrtRunner:
+    """One stitch's ORT session as a callable: ``logits = runner(images)``.
+
+    The one way stitches are run with ONNX Runtime: the selector, ``bench`` and export-time
+    verification all call this, so what is measured is what is served. The input name is looked
+    up once, not on every call.
+    """
+
+    def __init__(self, session: Any, cfg_id: int | None = None) -> None:
+        self.session = session
+        self.cfg_id = cfg_id
+        self.input_name = session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidArgument types
+            shape = list(getattr(x, "shape", []))
+            raise InferenceError(f"stitch {self.cfg_id}: ONNX Runtime failed on an input of shape {shape}: "
+                                 f"{first_line(exc)}") from None

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ...engine_folder.engine_records import EngineRecord, check_engine_compatible
-from ...errors import BuildError
+from ...errors import BuildError, InferenceError
 from ...fileio import sha256_file
 from .cuda import CudaBackend, get_backend
 
@@ -233,13 +233,13 @@ class TrtEngine:
         with s.lock:
             _set_device_memory(self.context, s.ptr("activations"), s.size("activations"))
             if not self.context.set_input_shape(self.input_name, x.shape):
-                raise BuildError(f"{self.path.name}: TensorRT refused input shape {list(x.shape)}")
+                raise InferenceError(f"{self.path.name}: TensorRT refused input shape {list(x.shape)}")
             out = np.empty(_shape(self.context.get_tensor_shape(self.output_name)), self.output_dtype)
             self.context.set_tensor_address(self.input_name, s.ptr("input"))
             self.context.set_tensor_address(self.output_name, s.ptr("output"))
             backend.htod(s.ptr("input"), x, s.stream)
             if not self.context.execute_async_v3(s.stream):
-                raise BuildError(f"{self.path.name}: execute_async_v3 failed (see the TensorRT errors above; "
+                raise InferenceError(f"{self.path.name}: execute_async_v3 failed (see the TensorRT errors above; "
                                  "-vv for its full log)")
             backend.dtoh(out, s.ptr("output"), s.stream)
             backend.sync(s.stream)
