@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ..engine_folder.engine_records import EngineRecord, find_record, parse_version
-from ..errors import BuildError, ConfigError
+from ..errors import BuildError
 from ..fileio import atomic_path, sha256_file
 from ..engine_folder.manifest import load_manifest, save_manifest
 from .targets import TargetProfile, load_target
@@ -135,20 +135,12 @@ def _onnx_opset(path: Path) -> int:
 
 
 def _select_configs(manifest: Mapping[str, Any], configs: str | Iterable[int] | None) -> list[dict[str, Any]]:
-    from ..model.stitching import format_selection, parse_config_selection
+    from ..selection import select_ids
 
     entries = {int(c["id"]): c for c in manifest.get("configs", [])}
     if not entries:
         raise BuildError("the manifest lists no exported stitch configurations: run `snnet-export export` first")
-    if configs is None or isinstance(configs, str):
-        # parse against a generous bound: which ids exist in this folder is checked below
-        ids = parse_config_selection(configs, 1 << 20) if configs else sorted(entries)
-    else:
-        ids = sorted(set(int(i) for i in configs))
-    missing = [i for i in ids if i not in entries]
-    if missing:
-        raise ConfigError(f"configuration(s) {missing} were not exported into this folder "
-                          f"(it has {format_selection(entries)}): export them first or pick others")
+    ids = select_ids(configs, entries, where="this folder's exports (export them first or pick others)")
     return [entries[i] for i in ids]
 
 
