@@ -19,15 +19,13 @@ imports TensorRT at module level.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..engine_folder.engine_records import EngineRecord, find_record, parse_version
 from ..errors import BuildError
-from ..fileio import atomic_path, sha256_file
-from ..engine_folder.manifest import load_manifest, save_manifest
+from ..engine_folder.manifest import load_manifest
 from .targets import TargetProfile, load_target
 
 log = logging.getLogger(__name__)
