@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # torch's CUDA build also runs on CPU; torchvision (needed by timm) has no CPU-only build here.
 TORCH  ?= torch==2.15.0 torchvision==0.29.2
 
-.PHONY: install demo test lint typecheck clean
+.PHONY: install demo test lint typecheck clean gpu-check
 
 install: $(STAMP)
 
@@ -39,3 +39,8 @@ test: $(STAMP) lint typecheck
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# On a machine with an NVIDIA GPU (and TensorRT): build, run, compare and time a few DeiT stitches.
+# Without a GPU it says so and exits 0 without writing a results file (see benchmarks/gpu_check.py).
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py

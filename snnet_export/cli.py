@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .cli_check import check_cmd
 from .errors import SNNetExportError
 
 
@@ -162,7 +163,7 @@ def build_cmd(folder: Path, target: str, configs: str | None, strip_weights: boo
     result = build_engines(folder, target, configs=configs, strip_weights=strip_weights,
                            timing_cache=timing_cache, dry_run=dry_run, force=force)
     if dry_run:
-        click.echo(format_plan(result.plan, load_manifest(folder)))
+        click.echo(format_plan(result.plan, load_manifest(folder)) + (f"\n{result.check.summary()}" if result.check else ""))
         return
     click.echo(f"{len(result.built)} engine(s) built, {len(result.skipped)} up to date, "
                f"in {result.plan.out_dir} (recorded in {folder / 'manifest.json'})")
@@ -385,6 +386,9 @@ def eval_cmd(family: str, checkpoint: Path, data: str, out: Path, configs: str |
     best = max(recs, key=lambda r: r["acc1"])
     click.echo(f"{len(recs)} configurations in {out}: Top-1 {min(r['acc1'] for r in recs):.2f}-{best['acc1']:.2f}% "
                f"(best id {best['cfg_id']}, {best['path']})")
+
+cli.add_command(check_cmd)
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -37,7 +37,8 @@ def folder(tmp_path) -> Path:
 # ---- TensorRT-version decisions ----------------------------------------------------------------
 
 @pytest.mark.parametrize("version, precision, flags", [
-    ("10.3.0.30", "fp32", ("FP16",)), ("10.13.0.35", "fp16", ("FP16",)), ("11.0.0", "fp16", ()),
+    ("10.3.0.30", "fp32", ("FP16",)), ("10.13.0.35", "fp16", ("STRONGLY_TYPED",)), ("10.0.1", "fp16", ("STRONGLY_TYPED",)),
+    ("11.0.0", "fp16", ()),
     ("11.4.1.2+cuda13", "fp16", ()),
 ])
 def test_precision_flags(version, precision, flags):
@@ -105,7 +106,7 @@ def test_plan_refuses_older_tensorrt_than_target(folder):
 
 def test_plan_refuses_opset_above_target(tmp_path):
     folder = make_engine_folder(tmp_path / "new", opset=23)
-    with pytest.raises(BuildError, match="opset 23 .* opset <= 22: re-export with `--opset 22`"):
+    with pytest.raises(BuildError, match="opset 23 .* opset <= 20: re-export with `--opset 20`"):
         plan_build(folder, "jetson-orin")
 
 
@@ -119,6 +120,44 @@ def test_plan_refuses_strip_with_dla(folder, tmp_path):
     assert plan_build(folder, prof).flags == ("FP16", "GPU_FALLBACK")
     with pytest.raises(BuildError, match="drop --strip-weights"):
         plan_build(folder, prof, strip_weights=True)
+
+
+def test_plan_refuses_strip_with_version_compatible(folder, tmp_path):
+    prof = tmp_path / "vc.yaml"
+    prof.write_text("version_compatible: true\n")
+    assert plan_build(folder, prof).flags == ("FP16", "VERSION_COMPATIBLE")
+    with pytest.raises(BuildError, match="lean runtime cannot refit an engine: drop --strip-weights"):
+        plan_build(folder, prof, strip_weights=True)
+
+
+def test_resume_key_includes_optimization_level_and_workspace(folder, fake_trt):
+    build_engines(folder, "dgpu", configs="0")
+    plan = plan_build(folder, "dgpu", configs="0", tensorrt_version=ENV.tensorrt_version)
+    rec = find_record(load_manifest(folder), "dgpu", 0)
+    assert (rec.optimization_level, rec.workspace_mib) == (3, 4096)
+    assert load_manifest(folder)["engines"]["dgpu"]["stitches"][0]["builder"] == {
+        "optimization_level": 3, "workspace_mib": 4096}
+    assert up_to_date_reason(plan, plan.jobs[0], rec, ENV) is None
+    for change in ({"optimization_level": 5}, {"workspace_mib": 1024}, {"workspace_mib": None}):
+        other = replace(plan, target=replace(plan.target, **change))
+        assert up_to_date_reason(other, plan.jobs[0], rec, ENV) == "build settings changed", change
+    # a record written before the builder settings were stored is rebuilt once
+    assert up_to_date_reason(plan, plan.jobs[0], replace(rec, optimization_level=None), ENV) == "build settings changed"
+
+
+def test_trt_extra_is_pinned_to_tensorrt_10():
+    """The [trt] extra resolves to TensorRT 10.x (FP32 and FP16 exports, JetPack 6/7), never 11.x."""
+    import configparser
+
+    from packaging.requirements import Requirement
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    reqs = {r.name: r for r in map(Requirement, cfg["options.extras_require"]["trt"].split())}
+    trt = reqs["tensorrt"].specifier
+    assert all(v in trt for v in ("10.0.1", "10.3.0", "10.13.0.35", "10.16.1.11"))
+    assert not any(v in trt for v in ("11.0.0.114", "11.4.0.106", "8.6.1"))
+    assert "12.6.0" in reqs["cuda-python"].specifier and "12.5.0" not in reqs["cuda-python"].specifier
 
 
 def test_plan_config_and_file_errors(folder):
@@ -301,6 +340,7 @@ def test_cli_dry_run(folder):
     assert res.exit_code == 0, res.output
     assert "target jetson-thor" in res.output and "stitches (2):" in res.output
     assert "my.cache (new)" in res.output and "trt/jetson-thor/stitch_001.engine" in res.output
+    assert f"check {folder} for target jetson-thor (TensorRT 10.13): 2 graph(s), 0 error(s)" in res.output
     assert not (folder / "trt").exists()
 
 

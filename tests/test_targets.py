@@ -19,7 +19,7 @@ def test_builtin_targets_load():
     names = [t.name for t in list_targets()]
     assert {"dgpu", "jetson-orin", "jetson-thor"} <= set(names)
     orin, thor, dgpu = load_target("jetson-orin"), load_target("jetson-thor"), load_target("dgpu")
-    assert (orin.platform, orin.jetpack, orin.min_tensorrt, orin.max_opset) == ("jetson", "6.1+", "10.3", 22)
+    assert (orin.platform, orin.jetpack, orin.min_tensorrt, orin.max_opset) == ("jetson", "6.1+", "10.3", 20)
     assert (thor.platform, thor.jetpack, thor.min_tensorrt) == ("jetson", "7.x", "10.13")
     assert dgpu.platform == "dgpu" and dgpu.dla_core is None
     for t in (orin, thor, dgpu):

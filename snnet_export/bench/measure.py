@@ -144,8 +144,8 @@ def ort_runners(folder: Path, manifest: dict[str, Any], ids: Sequence[int], thre
 
 
 def trt_runners(folder: Path, manifest: Mapping[str, Any], ids: Sequence[int], target: str | None,
-                batches: Sequence[int] = ()) -> tuple[str, str, Iterable[tuple[int, Runner]]]:
-    """``(GPU name, target, runners)`` of the TensorRT engines built for ``target``."""
+                batches: Sequence[int] = ()) -> tuple[str, str, str, Iterable[tuple[int, Runner]]]:
+    """``(device id, GPU name, target, runners)`` of the TensorRT engines built for ``target``."""
     from ..deps import require
 
     require("tensorrt", "benchmarking TensorRT engines (`snnet-export bench --backend trt`)")
@@ -163,8 +163,11 @@ def trt_runners(folder: Path, manifest: Mapping[str, Any], ids: Sequence[int], t
         if any(not lo <= b <= hi for b in batches):
             raise BenchError(f"the {target} engine of stitch {i} takes batch {lo}..{hi}; asked for {list(batches)} "
                              f"(rebuild with a target whose batch range covers them)")
-    gpu = next((e.record.gpu_name for e in engines.values() if e.record is not None), "cuda")
-    return gpu, target, ((i, engines[i].run) for i in ids if i in engines)
+    from ..runtime.trt import this_gpu_device
+
+    backend = next(iter(engines.values())).scratch.backend
+    gpu, device = backend.device_info()[0], this_gpu_device(backend)  # this GPU, as the selector looks it up
+    return device, gpu, target, ((i, engines[i].run) for i in ids if i in engines)
 
 
 def torch_baseline(manifest: Mapping[str, Any], threads: int,
@@ -297,8 +300,8 @@ def profile_from_engines(
         extra: dict[str, Any] = {"ort": ort_settings(ort_mode, threads, spinning)}
         device, runners = device_name("ort"), ort_runners(folder, manifest, ids, threads, ort_mode, spinning)
     else:
-        gpu, target, runners = trt_runners(folder, manifest, ids, target, batches)
-        device, extra = device_name("trt", gpu), {"gpu": gpu, "target": target}
+        device, gpu, target, runners = trt_runners(folder, manifest, ids, target, batches)
+        extra = {"gpu": gpu, "target": target}
     extra.update(_backend_versions(backend))
     torch_run = None
     if baseline_torch:

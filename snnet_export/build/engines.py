@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from ..engine_folder.engine_records import EngineRecord, GpuEnv, find_record, stale_weights
 from ..engine_folder.manifest import load_manifest, save_manifest
 from ..fileio import atomic_path, sha256_file
+from .check import check_folder, require_clean
 from .plan import BuildPlan, BuildResult, StitchJob, plan_build
 from .targets import TargetProfile
 
@@ -50,10 +51,11 @@ def up_to_date_reason(plan: BuildPlan, job: StitchJob, record: EngineRecord | No
         return "the ONNX export changed"
     if stale_weights(record, plan.weights_sha256):
         return "the shared weight file changed"
+    t = plan.target  # every setting that changes the engine TensorRT builds is part of the key
     settings = (tuple(plan.flags), plan.strip_weights, plan.min_shape, plan.opt_shape, plan.max_shape,
-                plan.target.hardware_compatibility, plan.target.dla_core)
+                t.hardware_compatibility, t.dla_core, t.optimization_level, t.workspace_mib)
     recorded = (record.flags, record.stripped, record.min_shape, record.opt_shape, record.max_shape,
-                record.hardware_compatibility, record.dla_core)
+                record.hardware_compatibility, record.dla_core, record.optimization_level, record.workspace_mib)
     if settings != recorded:
         return "build settings changed"
     if job.engine.stat().st_size != record.size or sha256_file(job.engine) != record.sha256:
@@ -70,7 +72,8 @@ def _make_record(plan: BuildPlan, job: StitchJob, env: GpuEnv, seconds: float) -
         sha256=sha256_file(job.engine), size=job.engine.stat().st_size,
         tensorrt_version=env.tensorrt_version, gpu_name=env.gpu_name, compute_capability=env.compute_capability,
         flags=plan.flags, stripped=plan.strip_weights, hardware_compatibility=t.hardware_compatibility,
-        version_compatible=t.version_compatible, dla_core=t.dla_core, input_name=plan.input_name,
+        version_compatible=t.version_compatible, dla_core=t.dla_core, optimization_level=t.optimization_level,
+        workspace_mib=t.workspace_mib, input_name=plan.input_name,
         min_shape=plan.min_shape, opt_shape=plan.opt_shape, max_shape=plan.max_shape,
         build_seconds=round(seconds, 3), built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
@@ -92,10 +95,12 @@ def build_engines(folder: str | Path, target: str | Path | TargetProfile, *,
 
     Stitches whose engine exists and whose record matches (engine sha256, ONNX, TensorRT version,
     GPU, build settings) are skipped unless ``force``. The manifest and the timing cache are saved
-    after every engine, so an interrupted build resumes where it stopped. ``dry_run`` only plans.
+    after every engine, so an interrupted build resumes where it stopped. ``dry_run`` only plans and
+    checks (the result's ``check`` lists what TensorRT would reject; it does not raise).
 
     Raises:
         MissingDependencyError: TensorRT or cuda-python is not installed (not for ``dry_run``).
+        CheckError: :func:`~snnet_export.build.check.check_folder` found what TensorRT would reject.
         BuildError: a plan error (see :func:`plan_build`) or a failed build.
     """
     kwargs: dict[str, Any] = dict(configs=configs, strip_weights=strip_weights, timing_cache=timing_cache)
@@ -105,7 +110,10 @@ def build_engines(folder: str | Path, target: str | Path | TargetProfile, *,
         from ..runtime.trt import tensorrt_version
 
         version = tensorrt_version() if is_tensorrt_available() else None
-        return BuildResult(plan=plan_build(folder, target, tensorrt_version=version, **kwargs), dry_run=True)
+        plan = plan_build(folder, target, tensorrt_version=version, **kwargs)
+        check = check_folder(plan.folder, plan.target, tensorrt_version=plan.tensorrt_version,
+                             configs=[j.cfg_id for j in plan.jobs])
+        return BuildResult(plan=plan, dry_run=True, check=check)
 
     require("tensorrt", "Building TensorRT engines")
     from ..runtime.trt import gpu_environment
@@ -113,6 +121,9 @@ def build_engines(folder: str | Path, target: str | Path | TargetProfile, *,
 
     env = gpu_environment()
     plan = plan_build(folder, target, tensorrt_version=env.tensorrt_version, **kwargs)
+    # what TensorRT's parser/builder would reject, all listed before the first (slow) build
+    require_clean(check_folder(plan.folder, plan.target, tensorrt_version=env.tensorrt_version,
+                               configs=[j.cfg_id for j in plan.jobs]))
     manifest = load_manifest(plan.folder)
     log.info("building %d engine(s) for %s with TensorRT %s on %s (sm %s)", len(plan.jobs), plan.target.name,
              env.tensorrt_version, env.gpu_name, env.compute_capability)

@@ -21,12 +21,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ..engine_folder.engine_records import EngineRecord, find_record, parse_version
 from ..errors import BuildError
 from ..engine_folder.manifest import load_manifest
 from .targets import TargetProfile, load_target
+
+if TYPE_CHECKING:
+    from .check import CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,7 @@ class BuildResult:
     skipped: tuple[int, ...] = ()
     dry_run: bool = False
     reasons: Mapping[int, str] = field(default_factory=dict)
+    check: CheckResult | None = None  # dry runs: what `snnet-export check` finds for this plan
 
 
 # ---- decisions that depend on the TensorRT version -------------------------------------------
@@ -94,9 +98,13 @@ class BuildResult:
 def precision_flags(tensorrt_version: str, precision: str) -> tuple[str, ...]:
     """Builder flags that give an FP16 engine from a ``precision`` ONNX export on this TensorRT.
 
-    TensorRT 10 builds weakly typed networks: ``BuilderFlag.FP16`` lets it pick FP16 kernels for an
-    FP32 or FP16 export. TensorRT 11 removed that flag (networks are strongly typed), so the FP16
-    must already be in the ONNX: an FP32 export is refused rather than silently built as FP32.
+    An FP32 export on TensorRT 10 is built weakly typed with ``BuilderFlag.FP16``: TensorRT may pick
+    FP16 kernels anywhere. An FP16 export already says which tensors are FP16 and which stay FP32
+    (LayerNorm and Softmax regions): on TensorRT 10 it is built with the ``STRONGLY_TYPED`` network
+    flag (no ``FP16`` builder flag, which a strongly typed network refuses), so those FP32 regions are
+    honoured exactly as TensorRT 11 does by default. TensorRT 11 removed ``BuilderFlag.FP16`` (networks
+    are always strongly typed), so the FP16 must already be in the ONNX: an FP32 export is refused
+    rather than silently built as FP32.
     """
     major = parse_version(tensorrt_version)[0]
     if major < 10:
@@ -109,7 +117,7 @@ def precision_flags(tensorrt_version: str, precision: str) -> tuple[str, ...]:
                 f"removed in TensorRT 11), so this {precision} export would give an {precision} engine. "
                 "Re-export with `snnet-export export ... --precision fp16`, or build with TensorRT 10.x.")
         return ()
-    return ("FP16",)
+    return ("STRONGLY_TYPED",) if precision == "fp16" else ("FP16",)
 
 
 def _check_min_version(target: TargetProfile, tensorrt_version: str) -> None:
@@ -207,6 +215,10 @@ def _plan_flags(prof: TargetProfile, version: str, precision: str, strip_weights
         if prof.uses_dla:
             raise BuildError(f"target {prof.name} puts layers on DLA core {prof.dla_core}; weight-stripped engines "
                              "are refitted at load, which is not supported for DLA layers: drop --strip-weights")
+        if prof.version_compatible:
+            raise BuildError(f"target {prof.name} builds version-compatible engines, which run on TensorRT's lean "
+                             "runtime, and the lean runtime cannot refit an engine: drop --strip-weights or set "
+                             "version_compatible: false")
         flags += ["STRIP_PLAN", "REFIT_IDENTICAL"]
     if prof.uses_dla and prof.gpu_fallback:
         flags.append("GPU_FALLBACK")

@@ -14,7 +14,8 @@ YAML format (every key optional, ``name`` defaults to the file stem; unknown key
     platform: jetson               # dgpu | jetson
     jetpack: "6.1+"                # informational: the JetPack that provides TensorRT
     min_tensorrt: "10.3"           # refuse to build with an older TensorRT
-    max_opset: 22                  # highest ONNX opset this TensorRT's parser takes
+    max_opset: 20                  # highest ONNX opset this TensorRT's parser takes (`check` also
+                                   # caps it by the support table's row for min_tensorrt)
     batch: {min: 1, opt: 4, max: 16}
     workspace_mib: 2048            # builder workspace pool limit; null = TensorRT's default
     optimization_level: 3          # builder optimisation level 0-5
@@ -48,7 +49,7 @@ class TargetProfile:
     platform: str = "dgpu"
     jetpack: str | None = None
     min_tensorrt: str = "10.0"
-    max_opset: int = 22
+    max_opset: int = 20  # TensorRT 10.0's parser: opsets 9..20
     batch_min: int = 1
     batch_opt: int = 8
     batch_max: int = 64

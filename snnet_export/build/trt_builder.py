@@ -35,6 +35,9 @@ def _parser_errors(parser: Any) -> str:
     return "; ".join(lines) + (f"; ... and {more} more" if more > 0 else "")
 
 
+NETWORK_FLAGS = ("STRONGLY_TYPED",)  # plan flags that go to create_network, not to the builder config
+
+
 def _builder_flag(name: str) -> trt.BuilderFlag:
     """The ``trt.BuilderFlag`` a plan flag names (only flags valid on this TensorRT reach here)."""
     import tensorrt as trt
@@ -66,12 +69,20 @@ def _hardware_level(level: str) -> trt.HardwareCompatibilityLevel:
     return same  # type: ignore[no-any-return]
 
 
-def network_flags() -> int:
-    """``create_network`` flags: explicit batch where the enum still has it (10.x), else 0 (11.x)."""
+def network_flags(plan_flags: tuple[str, ...] = ()) -> int:
+    """``create_network`` flags: explicit batch where the enum still has it (10.x; ignored there but
+    harmless), plus ``STRONGLY_TYPED`` when the plan asks for it (FP16 exports on 10.x). TensorRT 11
+    networks are always strongly typed: the flag is passed only where the enum has it."""
     import tensorrt as trt
 
-    explicit = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
-    return 0 if explicit is None else 1 << int(explicit)
+    enum = trt.NetworkDefinitionCreationFlag
+    flags = 0
+    wanted = ["EXPLICIT_BATCH"] + [f for f in plan_flags if f in NETWORK_FLAGS]
+    for name in wanted:
+        member = getattr(enum, name, None)
+        if member is not None:
+            flags |= 1 << int(member)
+    return flags
 
 
 class TrtBuilder:
@@ -118,7 +129,8 @@ class TrtBuilder:
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, t.workspace_mib << 20)
         config.builder_optimization_level = t.optimization_level
         for name in plan.flags:
-            config.set_flag(_builder_flag(name))
+            if name not in NETWORK_FLAGS:
+                config.set_flag(_builder_flag(name))
         if t.dla_core is not None:
             cores = self.builder.num_DLA_cores
             if t.dla_core >= cores:
@@ -144,7 +156,7 @@ class TrtBuilder:
         """
         import tensorrt as trt
 
-        network = self.builder.create_network(network_flags())
+        network = self.builder.create_network(network_flags(plan.flags))
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse_from_file(str(onnx)):
             raise BuildError(f"TensorRT's ONNX parser rejected {onnx.name}: {_parser_errors(parser)}")

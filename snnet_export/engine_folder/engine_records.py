@@ -7,6 +7,7 @@ One :class:`EngineRecord` per built engine, stored under ``manifest["engines"][t
      "tensorrt_version": "10.13.0.35", "gpu": {"name": "NVIDIA L4", "compute_capability": "8.9"},
      "flags": ["FP16", "STRIP_PLAN", "REFIT_IDENTICAL"], "stripped": true,
      "hardware_compatibility": "none", "version_compatible": false, "dla_core": null,
+     "builder": {"optimization_level": 3, "workspace_mib": 4096},
      "profile": {"input": "input", "min": [1, 3, 224, 224], "opt": [8, 3, 224, 224], "max": [64, 3, 224, 224]},
      "build_seconds": 41.2, "built": "2026-11-21T14:00:00Z"}
 
@@ -61,6 +62,8 @@ class EngineRecord:
     hardware_compatibility: str = "none"
     version_compatible: bool = False
     dla_core: int | None = None
+    optimization_level: int | None = None  # None: recorded before snnet-export stored it
+    workspace_mib: int | None = None
     input_name: str = "input"
     min_shape: tuple[int, ...] = ()
     opt_shape: tuple[int, ...] = ()
@@ -79,6 +82,7 @@ class EngineRecord:
             "flags": list(self.flags), "stripped": self.stripped,
             "hardware_compatibility": self.hardware_compatibility,
             "version_compatible": self.version_compatible, "dla_core": self.dla_core,
+            "builder": {"optimization_level": self.optimization_level, "workspace_mib": self.workspace_mib},
             "profile": {"input": self.input_name, "min": list(self.min_shape), "opt": list(self.opt_shape),
                         "max": list(self.max_shape)},
             "build_seconds": self.build_seconds, "built": self.built,
@@ -88,7 +92,7 @@ class EngineRecord:
     def from_dict(cls, d: Mapping[str, Any]) -> EngineRecord:
         """Read a manifest record; raise :class:`BuildError` if a required field is missing."""
         try:
-            gpu, prof = d.get("gpu") or {}, d.get("profile") or {}
+            gpu, prof, builder = d.get("gpu") or {}, d.get("profile") or {}, d.get("builder") or {}
             return cls(
                 cfg_id=int(d["id"]), file=str(d["file"]), onnx=str(d["onnx"]), sha256=str(d["sha256"]),
                 size=int(d["size"]), tensorrt_version=str(d["tensorrt_version"]), gpu_name=str(gpu["name"]),
@@ -96,6 +100,7 @@ class EngineRecord:
                 stripped=bool(d.get("stripped", False)),
                 hardware_compatibility=str(d.get("hardware_compatibility", "none")),
                 version_compatible=bool(d.get("version_compatible", False)), dla_core=d.get("dla_core"),
+                optimization_level=builder.get("optimization_level"), workspace_mib=builder.get("workspace_mib"),
                 input_name=str(prof.get("input", "input")), min_shape=tuple(prof.get("min") or ()),
                 opt_shape=tuple(prof.get("opt") or ()), max_shape=tuple(prof.get("max") or ()),
                 onnx_sha256=d.get("onnx_sha256"), weights_sha256=d.get("weights_sha256"),

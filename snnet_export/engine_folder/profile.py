@@ -40,9 +40,15 @@ def slug(text: str) -> str:
 
 
 def device_name(backend: str, gpu: str | None = None) -> str:
-    """Short device id used in profile file names: ``cpu-<model>`` or ``gpu-<name>``."""
-    if backend == "trt" or gpu:
-        return "gpu-" + slug(gpu or "cuda")
+    """Short device id used in profile file names: ``cpu-<model>`` or ``gpu-<GPU name>``.
+
+    A TensorRT device id needs the GPU's name (this machine's:
+    :func:`snnet_export.runtime.trt.this_gpu_device`), so this module stays free of CUDA.
+    """
+    if gpu:
+        return "gpu-" + slug(gpu)
+    if backend == "trt":
+        raise ValueError("a TensorRT profile's device id needs the GPU name: use runtime.trt.this_gpu_device()")
     return "cpu-" + slug(cpu_name())
 
 
@@ -67,7 +73,7 @@ def load_profiles(folder: str | Path) -> list[dict[str, Any]]:
 
 
 def find_profile(folder: str | Path, backend: str, device: str | None = None) -> dict[str, Any] | None:
-    """The profile of ``backend`` measured on ``device`` (default: this machine), else ``None``."""
+    """The profile of ``backend`` measured on ``device`` (default: this CPU; TensorRT needs ``device``), else ``None``."""
     want = device or device_name(backend)
     for prof in load_profiles(folder):
         if prof.get("backend") == backend and prof.get("device") == want:

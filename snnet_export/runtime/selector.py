@@ -23,7 +23,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..deps import is_tensorrt_available
 from ..errors import SelectorError
 from ..engine_folder.manifest import load_manifest
 from ..engine_folder.profile import accuracy_of, find_profile, load_profiles, pareto_front
@@ -47,7 +46,9 @@ class Selector:
 
     Args:
         folder: engine folder (``manifest.json`` + ``profile.<device>.json`` from ``bench``).
-        backend: ``auto`` (TensorRT engines for this GPU if present, else ONNX Runtime), ``ort`` or ``trt``.
+        backend: ``auto`` (TensorRT when this machine can run the folder's engines: TensorRT installed,
+            a GPU, and engines built by this TensorRT for this GPU from the current weights; otherwise
+            ONNX Runtime, with a warning saying why), ``ort`` or ``trt``.
         resident: ``frontier`` (default: the stitches the selector can pick), ``all``, or ``none``
             (choose only, load nothing: what ``snnet-export select`` does).
         profile: a profile file to use instead of this device's.
@@ -66,6 +67,7 @@ class Selector:
         self.folder = Path(folder)
         self.manifest = load_manifest(self.folder)
         self._entries = {e["id"]: e for e in self.manifest["configs"]}
+        self.target = target
         self.backend = self._resolve_backend(backend)
         self.profile = self._load_profile(profile)
         self.ort_mode = ort_mode or self.profile.get("ort_mode", "shared")
@@ -79,7 +81,7 @@ class Selector:
         if resident not in ("frontier", "all", "none"):
             raise SelectorError(f"resident must be frontier, all or none, got '{resident}'")
         ids = {"all": list(self.candidates), "frontier": self.frontier, "none": []}[resident]
-        self._runners = self._load_runners(ids, threads, target) if ids else {}
+        self._runners = self._load_runners(ids, threads) if ids else {}
         self._lock = threading.Lock()
         best = max(self.frontier, key=lambda i: self.candidates[i].accuracy)
         self._active: tuple[int, Callable[[np.ndarray], np.ndarray] | None] = (best, self._runners.get(best))
@@ -89,9 +91,19 @@ class Selector:
     def _resolve_backend(self, backend: str) -> str:
         if backend not in ("auto", "ort", "trt"):
             raise SelectorError(f"backend must be auto, ort or trt, got '{backend}'")
-        if backend == "auto":
-            return "trt" if is_tensorrt_available() and self.manifest.get("engines") else "ort"
-        return backend
+        if backend != "auto":
+            return backend
+        if not self.manifest.get("engines"):
+            return "ort"
+        from .trt import usable_trt_target
+
+        target, why = usable_trt_target(self.manifest, self.target)
+        if target is None:
+            warnings.warn(f"backend 'auto': using ONNX Runtime, not the folder's TensorRT engines: {why}",
+                          stacklevel=3)
+            return "ort"
+        self.target = target
+        return "trt"
 
     def _load_profile(self, profile: str | Path | None) -> dict[str, Any]:
         if profile is not None:
@@ -101,7 +113,12 @@ class Selector:
                 return dict(json.loads(Path(profile).read_text()))
             except (OSError, ValueError) as exc:
                 raise SelectorError(f"cannot read profile {profile}: {exc}") from None
-        found = find_profile(self.folder, self.backend)
+        device = None
+        if self.backend == "trt":
+            from .trt import this_gpu_device
+
+            device = this_gpu_device()  # the name bench saved this GPU's profile under
+        found = find_profile(self.folder, self.backend, device)
         if found is None:
             others = [p for p in load_profiles(self.folder) if p.get("backend") == self.backend]
             if not others:
@@ -137,12 +154,11 @@ class Selector:
         pts = [(c.id, c.throughput.get(batch, 0.0), c.accuracy) for c in self.candidates.values()]
         return pareto_front(pts)
 
-    def _load_runners(self, ids: list[int], threads: int | None,
-                      target: str | None) -> dict[int, Callable[[np.ndarray], np.ndarray]]:
+    def _load_runners(self, ids: list[int], threads: int | None) -> dict[int, Callable[[np.ndarray], np.ndarray]]:
         if self.backend == "trt":
             from .trt.runner import load_engines
 
-            engines = load_engines(self.folder, target or self.profile.get("target", "dgpu"), ids)
+            engines = load_engines(self.folder, self.target or self.profile.get("target", "dgpu"), ids)
             return {i: e.run for i, e in engines.items()}
         from .ort.runner import OrtRunner, ort_session
         from ..engine_folder.weight_file import WeightFile

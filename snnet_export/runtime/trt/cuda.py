@@ -5,11 +5,23 @@ Two implementations of :class:`CudaBackend`: :class:`CudaPythonBackend` (NVIDIA'
 CUDA runtime's primary context on one device, the same context TensorRT uses. Every CUDA call's
 error code is checked and turned into a :class:`~snnet_export.errors.BuildError` that names the call.
 The modules are imported only when a backend is created.
+
+Threads: a CUDA context is current per thread. ``with backend.current():`` makes this backend's
+device/context current on the calling thread for the TensorRT calls inside it (the runner wraps
+deserialize, refit and every run in it), so engines loaded on one thread run from any other.
+pycuda's context is pushed only inside ``current()`` (and each pycuda call) and popped on the way
+out: the stack is empty whenever control is back with the caller, and :meth:`PyCudaBackend.close`
+(also registered with :mod:`atexit`) releases the retained primary context, so pycuda never aborts
+the process at exit with a non-empty context stack.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib.util
-from typing import Any, Protocol
+import threading
+import weakref
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -31,6 +43,7 @@ class CudaBackend(Protocol):
     def destroy_stream(self, stream: int) -> None: ...
     def sync(self, stream: int) -> None: ...
     def device_info(self) -> tuple[str, str]: ...
+    def current(self) -> contextlib.AbstractContextManager[None]: ...
 
 
 def _import_cudart() -> Any:
@@ -63,6 +76,12 @@ class CudaPythonBackend:
             raise BuildError(f"CUDA call {what} failed: {getattr(err, 'name', err)} ({text}); is an NVIDIA GPU "
                              "with a working driver visible to this process (nvidia-smi)?")
         return values[0] if len(values) == 1 else tuple(values)
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """Select this backend's device on the calling thread (the runtime API's per-thread state)."""
+        self._check(self.rt.cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
+        yield
 
     def alloc(self, nbytes: int) -> int:
         return int(self._check(self.rt.cudaMalloc(max(int(nbytes), 1)), f"cudaMalloc({nbytes})"))
@@ -107,16 +126,46 @@ class PyCudaBackend:
         try:
             drv.init()
             self.dev = drv.Device(device)
-            self.ctx = self.dev.retain_primary_context()
-            self.ctx.push()
+            self.ctx: Any = self.dev.retain_primary_context()  # not pushed: see current()
         except drv.Error as exc:
             raise BuildError(f"pycuda could not open CUDA device {device}: {exc}") from None
         self._allocs: dict[int, Any] = {}
         self._streams: dict[int, Any] = {}
+        self._local = threading.local()  # per-thread nesting depth of current()
+        atexit.register(_close_at_exit, weakref.WeakMethod(self.close))  # weak: no backend kept alive
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """Push the primary context on this thread (once, however deeply nested) and pop it after."""
+        if self.ctx is None:
+            raise BuildError("the pycuda backend was closed: create a new one")
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            self.ctx.push()
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                self.drv.Context.pop()
+
+    def close(self) -> None:
+        """Free what is left and release the retained primary context (idempotent; runs at exit)."""
+        if self.ctx is None:
+            return
+        with self.current():
+            for mem in self._allocs.values():
+                mem.free()
+            self._allocs.clear()
+            self._streams.clear()
+        self.ctx.detach()
+        self.ctx = None
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         try:
-            return fn(*args)
+            with self.current():
+                return fn(*args)
         except self.drv.Error as exc:
             raise BuildError(f"CUDA call {what} failed (pycuda): {exc}") from None
 
@@ -127,7 +176,7 @@ class PyCudaBackend:
 
     def free(self, ptr: int) -> None:
         mem = self._allocs.pop(ptr, None)
-        if mem is not None:
+        if mem is not None and self.ctx is not None:
             self._call("free", mem.free)
 
     def htod(self, dst: int, src: np.ndarray, stream: int) -> None:
@@ -150,6 +199,12 @@ class PyCudaBackend:
     def device_info(self) -> tuple[str, str]:
         major, minor = self.dev.compute_capability()
         return str(self.dev.name()), f"{major}.{minor}"
+
+
+def _close_at_exit(close: weakref.WeakMethod[Callable[[], None]]) -> None:
+    method = close()
+    if method is not None:
+        method()
 
 
 def get_backend(name: str | None = None, device: int = 0) -> CudaBackend:

@@ -170,16 +170,19 @@ class TrtEngine:
         from . import make_logger
 
         self.logger = make_logger()
-        self.runtime = trt.Runtime(self.logger)
-        if self.record is not None and self.record.version_compatible:
-            self.runtime.engine_host_code_allowed = True  # version-compatible plans embed a lean runtime
-        self.engine = self._deserialize()
-        if self.record is not None and self.record.stripped:
-            folder = self.path.resolve().parents[2]
-            refit_from_onnx(self.engine, Path(onnx) if onnx else folder / self.record.onnx, self.logger)
-        elif onnx is not None and self.engine.refittable:
-            refit_from_onnx(self.engine, Path(onnx), self.logger)
-        self._setup_io()
+        with self.scratch.backend.current():  # TensorRT calls need this device current on this thread
+            self.runtime = trt.Runtime(self.logger)
+            if self.record is not None and self.record.version_compatible:
+                self.runtime.engine_host_code_allowed = True  # version-compatible plans embed a lean runtime
+            if self.record is not None and self.record.dla_core is not None:
+                self.runtime.DLA_core = self.record.dla_core  # else DLA layers would load on core 0
+            self.engine = self._deserialize()
+            if self.record is not None and self.record.stripped:
+                folder = self.path.resolve().parents[2]
+                refit_from_onnx(self.engine, Path(onnx) if onnx else folder / self.record.onnx, self.logger)
+            elif onnx is not None and self.engine.refittable:
+                refit_from_onnx(self.engine, Path(onnx), self.logger)
+            self._setup_io()
 
     def _check_record(self) -> None:
         if self.record is None:
@@ -230,7 +233,7 @@ class TrtEngine:
             raise ValueError(f"{self.path.name} takes input {list(hi[1:])} per image and batch {lo[0]}..{hi[0]}, "
                              f"got shape {list(x.shape)}")
         s, backend = self.scratch, self.scratch.backend
-        with s.lock:
+        with s.lock, backend.current():  # any thread may call: make the device current on this one
             _set_device_memory(self.context, s.ptr("activations"), s.size("activations"))
             if not self.context.set_input_shape(self.input_name, x.shape):
                 raise InferenceError(f"{self.path.name}: TensorRT refused input shape {list(x.shape)}")
@@ -247,9 +250,10 @@ class TrtEngine:
 
     def close(self) -> None:
         """Release the context and engine (the shared scratch stays with its owner)."""
-        for attr in ("context", "engine", "runtime"):
-            if hasattr(self, attr):
-                delattr(self, attr)
+        with self.scratch.backend.current():  # TensorRT frees device memory: the device must be current
+            for attr in ("context", "engine", "runtime"):
+                if hasattr(self, attr):
+                    delattr(self, attr)
 
     def __enter__(self) -> TrtEngine:
         return self
@@ -270,6 +274,7 @@ def load_engines(folder: str | Path, target: str, ids: list[int] | None = None,
     if not records:
         raise BuildError(f"{folder} has no engines built for target {target}: run "
                          f"`snnet-export build {folder} --target {target}`")
+    _check_dla_loadables(records, folder, target)
     weights_sha = (manifest.get("weights") or {}).get("sha256")
     stale = [r.cfg_id for r in records if stale_weights(r, weights_sha)]
     if stale:
@@ -277,3 +282,20 @@ def load_engines(folder: str | Path, target: str, ids: list[int] | None = None,
                          f"current export: rebuild them with `snnet-export build {folder} --target {target}`")
     scratch = scratch or SharedScratch()
     return {r.cfg_id: TrtEngine(folder / r.file, record=r, scratch=scratch) for r in records}
+
+
+DLA_LOADABLES_PER_CORE = 16  # TensorRT: at most 16 DLA loadables resident per DLA core
+
+
+def _check_dla_loadables(records: list[EngineRecord], folder: Path, target: str) -> None:
+    """Refuse to load more DLA engines per core than the DLA keeps resident (each has >= 1 loadable)."""
+    per_core: dict[int, int] = {}
+    for r in records:
+        if r.dla_core is not None:
+            per_core[r.dla_core] = per_core.get(r.dla_core, 0) + 1
+    over = {core: n for core, n in per_core.items() if n > DLA_LOADABLES_PER_CORE}
+    if over:
+        core, n = next(iter(over.items()))
+        raise BuildError(f"{folder}: {n} engines of target {target} run on DLA core {core}, but a DLA core holds "
+                         f"at most {DLA_LOADABLES_PER_CORE} loadables (each DLA engine has at least one): load "
+                         "fewer stitches (Selector(resident='frontier') or ids=...) or split them over both cores")
