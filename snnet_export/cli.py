@@ -16,7 +16,8 @@ import click
 
 from . import __version__
 from .cli_check import check_cmd
-from .errors import SNNetExportError
+from .cli_params import SELECTION, FiniteFloat
+from .errors import SNNetExportError, first_line
 
 
 class _Group(click.Group):
@@ -38,6 +39,17 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted; finished steps are kept and the next run resumes.", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except OSError as exc:  # the environment: permissions, full disk, read-only folders, devices
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            raise click.ClickException(f"{exc.strerror or first_line(exc)}{where}") from None
+        except Exception as exc:  # noqa: BLE001 - the one place a stray error becomes one line
+            if (ctx.params.get("verbose") or 0) > 1:
+                raise  # -vv: show the traceback for a bug report
+            raise click.ClickException(
+                f"{type(exc).__name__}: {first_line(exc)} (unexpected: re-run with -vv for details and "
+                "report it)") from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,25 +62,6 @@ def cli(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(message)s" if verbose == 0 else "%(levelname)s %(name)s: %(message)s")
     for noisy in ("torch", "onnxscript", "onnx_ir", "timm", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-class _Selection(click.ParamType):
-    """``--configs``: syntax checked at parse time by the one selection parser; ids by the library."""
-
-    name = "IDS"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from .selection import parse_ranges
-
-        try:
-            if str(value).strip().lower() != "all":
-                parse_ranges(str(value))
-        except SNNetExportError as exc:
-            self.fail(str(exc), param, ctx)
-        return str(value)
-
-
-SELECTION = _Selection()
 
 
 def emit_json(obj: Any) -> None:
@@ -199,8 +192,11 @@ def export(family: str, checkpoint: str, out: str, precision: str, opset: int, c
                         batch_max=batch_max, accuracy=accuracy, force=force, verify=not no_verify,
                         seed=seed, exporter=exporter, from_folder=from_folder)
     w = m["weights"]
+    checked = sum(bool((e.get("verified") or {}).get("ok")) for e in m["configs"])
+    state = "all verified" if checked == len(m["configs"]) else (
+        f"{checked} verified, {len(m['configs']) - checked} NOT verified against PyTorch (--no-verify)")
     click.echo(f"{len(m['configs'])} stitches in {out}: {len(w['tensors'])} tensors, {w['size'] / 2**20:.1f} MiB "
-               f"in {w['file']}, all verified, {time.perf_counter() - t0:.0f} s")
+               f"in {w['file']}, {state}, {time.perf_counter() - t0:.0f} s")
 
 
 @cli.command()
@@ -220,8 +216,8 @@ def verify(folder: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("folder", type=click.Path(file_okay=False))
-@click.option("--min-throughput", type=float, default=None, help="Images/s the app needs.")
-@click.option("--max-latency-ms", type=float, default=None, help="Latency limit per call (p90).")
+@click.option("--min-throughput", type=FiniteFloat(0, min_open=True), default=None, help="Images/s the app needs.")
+@click.option("--max-latency-ms", type=FiniteFloat(0, min_open=True), default=None, help="Latency limit per call (p90).")
 @click.option("--batch", type=click.IntRange(1), default=None, help="Batch size the app runs.")
 @click.option("--backend", type=click.Choice(["auto", "ort", "trt"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
@@ -238,6 +234,8 @@ def select(folder: str, min_throughput: float | None, max_latency_ms: float | No
         warnings.simplefilter("always")
         sel = Selector(folder, backend=backend, resident="none")
         sel.set_budget(min_throughput=min_throughput, max_latency_ms=max_latency_ms, batch=batch)
+        if batch is not None:
+            _warn_batch(batch, sel.manifest.get("batch_max"), sel.profile["batches"])
     info = sel.describe()
     if as_json:
         emit_json({**info, "warnings": [str(w.message) for w in caught]})
@@ -245,8 +243,22 @@ def select(folder: str, min_throughput: float | None, max_latency_ms: float | No
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
     b = sel.budget["batch"]
+    speeds = info["throughput"]
+    near = min(speeds, key=lambda m: abs(m - b))  # what the selector compares for an unmeasured batch
     click.echo(f"stitch {info['id']}: {info['path']}  Top-1/score {info['accuracy']:.2f}  "
-               f"{info['throughput'].get(b, 0):.1f} img/s at batch {b}  (frontier of {len(sel.frontier)})")
+               f"{speeds[near]:.1f} img/s at batch {near}  (frontier of {len(sel.frontier)})")
+
+
+def _warn_batch(batch: int, batch_max: int | None, measured: list[int]) -> None:
+    """Say when a budget's batch lies outside what the folder serves or what was measured."""
+    import warnings
+
+    if batch_max and batch > batch_max:
+        warnings.warn(f"batch {batch} exceeds the folder's batch_max {batch_max}: the engines serve at most "
+                      f"{batch_max} images per call", stacklevel=2)
+    elif batch not in measured:
+        warnings.warn(f"batch {batch} was not measured (profile batches {measured}): using the nearest "
+                      "measured batch's speed; bench with --batch to measure it", stacklevel=2)
 
 
 @cli.command()
@@ -275,7 +287,7 @@ def demo(workdir: str, fast: bool) -> None:
 @click.option("--threads", type=click.IntRange(1), default=None, help="Intra-op threads [default: usable cores].")
 @click.option("--runs", type=click.IntRange(1), default=20, show_default=True, help="Timed runs per stitch and batch (at least).")
 @click.option("--warmup", type=click.IntRange(0), default=3, show_default=True)
-@click.option("--min-seconds", type=click.FloatRange(0), default=1.0, show_default=True,
+@click.option("--min-seconds", type=FiniteFloat(0), default=1.0, show_default=True,
               help="Keep timing each stitch and batch at least this long.")
 @click.option("--ort-mode", type=click.Choice(["shared", "fused", "fast"]), default="shared", show_default=True,
               help="shared: what the selector runs (one weight copy); fused: + fused attention; "
@@ -325,7 +337,7 @@ def report(folder: Path, batch: int | None, profile: str | None) -> None:
 @click.option("--anchors-from-scratch", is_flag=True, help="First train the anchors from scratch (OUT_DIR/anchors.pth).")
 @click.option("--anchor-epochs", type=click.IntRange(1), default=None, help="Epochs of anchor training [default: 16].")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="SN-Net training epochs [default: 20].")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak AdamW learning rate [default: 3e-4].")
+@click.option("--lr", type=FiniteFloat(0, min_open=True), default=None, help="Peak AdamW learning rate [default: 3e-4].")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Images per step and process [default: 32].")
 @click.option("--sampling", type=click.Choice(["uniform", "flops-binned"]), default="uniform", show_default=True,
               help="How each step picks its configuration.")

@@ -80,3 +80,4 @@ def missing_dependency(exc: ModuleNotFoundError, purpose: str) -> MissingDepende
         return None
     return MissingDependencyError(f"{purpose} needs `{root}`, which is not installed; install it with "
                                   f"`{install_hint(root)}`.")
+

@@ -58,6 +58,14 @@ class TargetError(SNNetExportError, ValueError):
     """A target profile is unknown or malformed."""
 
 
+class DeviceError(SNNetExportError, ValueError):
+    """A ``--device`` this machine does not have (``cuda:3`` on a one-GPU box, ``tpu9``)."""
+
+
+class FolderBusyError(SNNetExportError, RuntimeError):
+    """Another process holds the engine folder's write lock (export, build or bench)."""
+
+
 class MissingDependencyError(SNNetExportError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 

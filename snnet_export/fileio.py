@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import first_line
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -53,16 +55,116 @@ def sha256_bytes(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: a family or target YAML is a few KiB; anything near this is not one
+YAML_MAX_BYTES = 1 << 20
+#: aliases (``*name``) a document may use, and nodes it may expand to with aliases followed
+YAML_MAX_ALIASES = 64
+YAML_MAX_NODES = 100_000
+
+
+def _bounded_loader() -> Any:
+    """A ``yaml.SafeLoader`` that counts aliases and refuses alias bombs before constructing."""
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        aliases = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > YAML_MAX_ALIASES:
+                    raise yaml.YAMLError(f"more than {YAML_MAX_ALIASES} aliases (refusing a possible alias bomb)")
+            return super().compose_node(parent, index)
+
+    # PyYAML resolves on/off/yes/no to booleans (YAML 1.1); keep only true/false as booleans so
+    # `nearest: no` is the string "no" and the schema check refuses it instead of guessing
+    BoundedLoader.yaml_implicit_resolvers = {
+        k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    BoundedLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+        list("tTfF"))
+    return BoundedLoader
+
+
+def _expanded_nodes(node: Any, memo: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for with every alias expanded (shared nodes counted once each use)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a recursive alias counts once
+    children = node.value if isinstance(node.value, list) else []
+    total = 1
+    for child in children:
+        for part in (child if isinstance(child, tuple) else (child,)):
+            total += _expanded_nodes(part, memo)
+            if total > YAML_MAX_NODES:
+                break
+    memo[key] = total
+    return total
+
+
 def read_yaml(path: str | Path, what: str, error: type[Exception]) -> Any:
-    """Parse a YAML file; a missing file or bad YAML raises ``error`` naming ``what`` and the line."""
+    """Parse a YAML file through the one bounded reader; every problem raises ``error`` as one line.
+
+    Refuses a missing, oversized, binary or invalid file and alias bombs (more than
+    ``YAML_MAX_ALIASES`` aliases or ``YAML_MAX_NODES`` nodes once expanded); only ``true``/``false``
+    are booleans (``yes``/``no``/``on``/``off`` stay strings, so a schema check can refuse them).
+    """
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} {path} does not exist")
+    if path.stat().st_size > YAML_MAX_BYTES:
+        raise error(f"{what} {path} is {path.stat().st_size} bytes; a {what} is a small YAML file "
+                    f"(at most {YAML_MAX_BYTES} bytes)")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{what} {path} is not a text file (not UTF-8): expected YAML") from None
+    if "\0" in text:
+        raise error(f"{what} {path} is not a text file (NUL bytes): expected YAML")
+    loader = _bounded_loader()(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_nodes(node, {}) > YAML_MAX_NODES:
+            raise yaml.YAMLError(f"expands to more than {YAML_MAX_NODES} nodes (refusing a possible alias bomb)")
+        return None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""
-        raise error(f"{what} {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise error(f"{what} {path} is not valid YAML{where}: "
+                    f"{getattr(exc, 'problem', None) or first_line(exc)}") from None
+    finally:
+        loader.dispose()
+
+
+def check_writable(path: str | Path, what: str, error: type[Exception], *, folder: bool) -> None:
+    """Refuse, before any long work, an output ``path`` this process cannot create or write.
+
+    ``folder``: ``path`` is a directory to create or write into; else a file to create or replace.
+    """
+    path = Path(path)
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise error(f"{what} {path} exists and is not a folder: choose a folder path")
+        probe = path if path.exists() else _existing_parent(path)
+    else:
+        if path.exists() and (path.is_dir() or not path.is_file()):
+            raise error(f"{what} {path} is not a regular file (a folder or device): choose a file path")
+        probe = path.parent if path.parent.exists() else _existing_parent(path)
+        if path.exists() and not os.access(path, os.W_OK):
+            raise error(f"{what} {path} is not writable: check its permissions or choose another path")
+    if not probe.is_dir():
+        raise error(f"{what} {path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise error(f"{what} {path}: cannot write in {probe} (permission denied or read-only); "
+                    "choose another path")
+
+
+def _existing_parent(path: Path) -> Path:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return parent
+    return Path("/")

@@ -63,15 +63,19 @@ def make_engine_folder(folder: Path, ids=(0, 1, 2), precision: str = "fp32", ops
     weights_name = f"weights.{precision}.bin"
     rng = np.random.default_rng(seed)
     blob = bytearray()
-    configs = []
+    configs, records = [], []
     for cfg_id in ids:
         arrays = {"W": rng.standard_normal((int(np.prod(CHW)), CLASSES)).astype(dtype) * 0.1,
                   "B": rng.standard_normal(CLASSES).astype(dtype) * 0.1}
-        tensors = {}
+        tensors, inits = {}, []
         for key, arr in arrays.items():
             blob.extend(b"\0" * (-len(blob) % ALIGN))
+            data = np.ascontiguousarray(arr).tobytes()
             tensors[key] = _external(f"{key}{cfg_id}", np.ascontiguousarray(arr), weights_name, len(blob))
-            blob.extend(np.ascontiguousarray(arr).tobytes())
+            records.append({"offset": len(blob), "length": len(data), "dtype": np.dtype(dtype).name,
+                            "shape": list(arr.shape), "sha256": hashlib.sha256(data).hexdigest()})
+            inits.append([f"{key}{cfg_id}", len(records) - 1])
+            blob.extend(data)
         model = _graph(cfg_id, tensors["W"], tensors["B"], precision, opset)
         name = f"stitch_{cfg_id:03d}.onnx"
         onnx.save(model, str(folder / name))
@@ -81,7 +85,7 @@ def make_engine_folder(folder: Path, ids=(0, 1, 2), precision: str = "fp32", ops
             "onnx_sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest(),
             "inputs": [{"name": "input", "shape": ["batch", *CHW], "dtype": "float32"}],
             "outputs": [{"name": "logits", "shape": ["batch", CLASSES], "dtype": "float32"}],
-            "verified": None,
+            "verified": None, "initializers": inits,
         })
     (folder / weights_name).write_bytes(bytes(blob))
     manifest = {
@@ -90,7 +94,7 @@ def make_engine_folder(folder: Path, ids=(0, 1, 2), precision: str = "fp32", ops
         "batch_max": batch_max, "io_dtype": "float32", "input_shape": list(CHW), "num_classes": CLASSES,
         "checkpoint": {"path": "random", "seed": seed},
         "weights": {"file": weights_name, "size": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
-                    "alignment": ALIGN, "tensors": []},
+                    "alignment": ALIGN, "tensors": records},
         "configs": configs,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))

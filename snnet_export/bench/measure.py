@@ -282,7 +282,6 @@ def profile_from_engines(
     Raises:
         BenchError: bad batches, stitches or backend. MissingDependencyError: no TensorRT.
     """
-    from ..fileio import write_json_atomic
     from ..engine_folder.manifest import load_manifest
 
     folder = Path(folder)
@@ -290,6 +289,28 @@ def profile_from_engines(
         raise BenchError(f"unknown backend '{backend}': expected one of {', '.join(BACKENDS)}")
     batches = parse_batches(batches)
     manifest = load_manifest(folder)
+    if not write:
+        return _profile_locked(folder, backend, batches, manifest, configs, warmup, runs, threads, baseline_torch,
+                               min_seconds, ort_mode, target, progress, False, reuse, spinning)
+    from ..engine_folder.lock import folder_lock
+    from ..fileio import check_writable
+
+    # checked before measuring, so a read-only folder never costs the measurement at the final write
+    # (a TensorRT profile's name needs the GPU's; the folder's writability is what matters)
+    probe = profile_path(folder, device_name(backend), backend) if backend == "ort" else folder / "profile.trt.json"
+    check_writable(probe, "profile", BenchError, folder=False)
+    with folder_lock(folder, "bench"):
+        return _profile_locked(folder, backend, batches, manifest, configs, warmup, runs, threads, baseline_torch,
+                               min_seconds, ort_mode, target, progress, True, reuse, spinning)
+
+
+def _profile_locked(folder: Path, backend: str, batches: tuple[int, ...], manifest: dict[str, Any],
+                    configs: str | Sequence[int] | None, warmup: int, runs: int, threads: int | None,
+                    baseline_torch: bool, min_seconds: float, ort_mode: str, target: str | None,
+                    progress: bool, write: bool, reuse: bool, spinning: bool | None) -> dict[str, Any]:
+    """The measuring part of :func:`profile_from_engines` (under the folder lock when it writes)."""
+    from ..fileio import write_json_atomic
+
     ids = select_stitches(manifest, configs, folder)
     threads = int(threads or default_threads())
     if reuse and backend == "ort" and spinning is None:

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .measure import BenchError
-from ..engine_folder.profile import accuracy_of, load_profiles, pareto_front, throughputs
+from ..engine_folder.profile import accuracy_of, load_profiles, pareto_front, read_profile, throughputs
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,7 @@ def _profile(folder: Path, profile: str | Path | Mapping[str, Any] | None) -> di
         return dict(profile)
     if profile is not None:
         path = Path(profile) if Path(profile).is_absolute() or Path(profile).exists() else folder / profile
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BenchError(f"cannot read profile {path}: {exc}") from None
+        return read_profile(path)
     found = load_profiles(folder)
     if not found:
         raise BenchError(f"{folder} has no profile yet: run `snnet-export bench {folder}` first to measure it")
@@ -186,8 +183,11 @@ def report_from_profile(folder: str | Path, profile: str | Path | Mapping[str, A
     from ..fileio import atomic_path, write_bytes_atomic
     from ..engine_folder.manifest import load_manifest
 
+    from ..fileio import check_writable
+
     folder = Path(folder)
     manifest = load_manifest(folder)
+    check_writable(folder / "report.md", "report", BenchError, folder=False)
     prof = _profile(folder, profile)
     batches = prof.get("batches") or sorted({r["batch"] for r in prof.get("stitches", [])})
     batch = int(batch if batch is not None else batches[0] if batches else 1)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..engine_folder.engine_records import EngineRecord, GpuEnv, find_record, stale_weights
+from ..engine_folder.lock import folder_lock
 from ..engine_folder.manifest import load_manifest, save_manifest
 from ..fileio import atomic_path, sha256_file
 from .check import check_folder, require_clean
@@ -124,36 +125,37 @@ def build_engines(folder: str | Path, target: str | Path | TargetProfile, *,
     # what TensorRT's parser/builder would reject, all listed before the first (slow) build
     require_clean(check_folder(plan.folder, plan.target, tensorrt_version=env.tensorrt_version,
                                configs=[j.cfg_id for j in plan.jobs]))
-    manifest = load_manifest(plan.folder)
-    log.info("building %d engine(s) for %s with TensorRT %s on %s (sm %s)", len(plan.jobs), plan.target.name,
-             env.tensorrt_version, env.gpu_name, env.compute_capability)
-    builder = TrtBuilder(plan.timing_cache)
-    built: list[EngineRecord] = []
-    skipped: list[int] = []
-    reasons: dict[int, str] = {}
-    bar = _progress(len(plan.jobs), progress)
-    try:
-        for n, job in enumerate(plan.jobs, 1):
-            name = job.onnx.stem
-            old = find_record(manifest, plan.target.name, job.cfg_id)
-            reason = "--force" if force else up_to_date_reason(plan, job, old, env)
-            if reason is None:
-                skipped.append(job.cfg_id)
-                log.info("[%d/%d] %s: up to date, skipped", n, len(plan.jobs), name)
-            else:
-                reasons[job.cfg_id] = reason
-                record = _build_one(builder, plan, job, env)
-                store_record(manifest, plan.target, plan.rel(plan.timing_cache), record)
-                save_manifest(plan.folder, manifest)
-                built.append(record)
-                log.info("[%d/%d] %s: built in %.1f s, %.1f MiB (%s)", n, len(plan.jobs), name,
-                         record.build_seconds, record.size / 2**20, reason)
+    with folder_lock(plan.folder, "build"):
+        manifest = load_manifest(plan.folder)
+        log.info("building %d engine(s) for %s with TensorRT %s on %s (sm %s)", len(plan.jobs), plan.target.name,
+                 env.tensorrt_version, env.gpu_name, env.compute_capability)
+        builder = TrtBuilder(plan.timing_cache)
+        built: list[EngineRecord] = []
+        skipped: list[int] = []
+        reasons: dict[int, str] = {}
+        bar = _progress(len(plan.jobs), progress)
+        try:
+            for n, job in enumerate(plan.jobs, 1):
+                name = job.onnx.stem
+                old = find_record(manifest, plan.target.name, job.cfg_id)
+                reason = "--force" if force else up_to_date_reason(plan, job, old, env)
+                if reason is None:
+                    skipped.append(job.cfg_id)
+                    log.info("[%d/%d] %s: up to date, skipped", n, len(plan.jobs), name)
+                else:
+                    reasons[job.cfg_id] = reason
+                    record = _build_one(builder, plan, job, env)
+                    store_record(manifest, plan.target, plan.rel(plan.timing_cache), record)
+                    save_manifest(plan.folder, manifest)
+                    built.append(record)
+                    log.info("[%d/%d] %s: built in %.1f s, %.1f MiB (%s)", n, len(plan.jobs), name,
+                             record.build_seconds, record.size / 2**20, reason)
+                if bar is not None:
+                    bar.update(1)
+        finally:
             if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    return BuildResult(plan=plan, built=tuple(built), skipped=tuple(skipped), reasons=reasons)
+                bar.close()
+        return BuildResult(plan=plan, built=tuple(built), skipped=tuple(skipped), reasons=reasons)
 
 
 def _progress(total: int, enabled: bool) -> Any:

@@ -33,7 +33,7 @@ def verify_folder(folder: str | Path, check_graphs: bool = True) -> dict[str, An
             problems.append(f"{wf.path.name}: whole-file SHA-256 differs from the manifest")
     except VerifyError as exc:
         problems.append(str(exc))
-    spans = {(t["offset"], t["length"]) for t in wmeta["tensors"]}
+    spans = {(t["offset"], t["length"]): list(t["shape"]) for t in wmeta["tensors"]}
     for entry in manifest["configs"]:
         problems += _check_entry(onnx, folder, entry, wmeta["file"], spans, check_graphs)
     if problems:
@@ -43,7 +43,7 @@ def verify_folder(folder: str | Path, check_graphs: bool = True) -> dict[str, An
 
 
 def _check_entry(onnx: Any, folder: Path, entry: dict[str, Any], weight_file: str,
-                 spans: set[tuple[int, int]], check_graphs: bool) -> list[str]:
+                 spans: dict[tuple[int, int], list[int]], check_graphs: bool) -> list[str]:
     path = folder / entry["onnx"]
     tag = f"stitch {entry['id']} ({entry['onnx']})"
     if not path.is_file():
@@ -58,6 +58,7 @@ def _check_entry(onnx: Any, folder: Path, entry: dict[str, Any], weight_file: st
     except Exception as exc:  # noqa: BLE001 - protobuf errors
         return problems + [f"{tag}: not a readable ONNX file: {first_line(exc)}"]
     bad_location = False
+    dims = {init.name: list(init.dims) for init in model.graph.initializer}
     for name, info in graph_external_data(model):
         try:
             check_location(folder, info.get("location", ""), weight_file)
@@ -65,8 +66,12 @@ def _check_entry(onnx: Any, folder: Path, entry: dict[str, Any], weight_file: st
             problems.append(f"{tag}: initializer {name}: {exc}")
             bad_location = True
             continue
-        if (int(info.get("offset", 0)), int(info.get("length", -1))) not in spans:
+        span = (int(info.get("offset", 0)), int(info.get("length", -1)))
+        if span not in spans:
             problems.append(f"{tag}: initializer {name} points to bytes no tensor owns")
+        elif spans[span] != dims[name]:
+            problems.append(f"{tag}: initializer {name} has shape {dims[name]} in the graph but "
+                            f"{spans[span]} in the manifest's tensor table")
     if check_graphs and not bad_location:
         try:
             onnx.checker.check_model(str(path))  # path form: external data resolved in the folder

@@ -37,7 +37,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import VerifyError
+from ..errors import VerifyError, first_line
 
 SCHEMA = "snnet-export/manifest"
 SCHEMA_VERSION = 1
@@ -49,21 +49,28 @@ def manifest_path(folder: str | Path) -> Path:
 
 
 def load_manifest(folder: str | Path) -> dict[str, Any]:
-    """Read and sanity-check ``folder/manifest.json``; raise :class:`VerifyError` if unusable."""
+    """Read and schema-check ``folder/manifest.json``; raise :class:`VerifyError` if unusable.
+
+    The one door to a manifest: types, ranges, unique ids and path containment are checked here
+    (:func:`.schema.check_manifest`), so readers trust what it returns.
+    """
+    from .schema import check_manifest
+
     path = manifest_path(folder)
     if not path.is_file():
         raise VerifyError(f"{folder} is not an engine folder: {MANIFEST} is missing "
                           "(create one with `snnet-export export`)")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise VerifyError(f"{path} is not readable JSON: {exc}") from None
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise VerifyError(f"{path} is not readable JSON ({first_line(exc, 120)}): restore it or re-export "
+                          "the folder") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise VerifyError(f"{path} is not an snnet-export manifest")
     if data.get("schema_version") != SCHEMA_VERSION:
-        raise VerifyError(f"{path} has schema version {data.get('schema_version')}; this snnet-export "
+        raise VerifyError(f"{path} has schema version {data.get('schema_version')!r:.40}; this snnet-export "
                           f"reads version {SCHEMA_VERSION}: re-export the folder")
-    return data
+    return check_manifest(data, folder, str(path))
 
 
 def save_manifest(folder: str | Path, data: dict[str, Any]) -> None:

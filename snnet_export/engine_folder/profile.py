@@ -58,18 +58,32 @@ def profile_path(folder: str | Path, device: str, backend: str) -> Path:
     return Path(folder) / f"profile.{device}{suffix}.json"
 
 
+def read_profile(path: str | Path) -> dict[str, Any]:
+    """Read and schema-check one profile file; raise :class:`BenchError` naming the file and field.
+
+    The one door to a profile (:func:`.schema.check_profile`): NaN or infinite throughputs,
+    negative batches, missing fields or invalid JSON are refused, never read as "no profile".
+    """
+    from ..errors import BenchError, first_line
+    from .schema import check_profile
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BenchError(f"profile {path} is not readable JSON ({first_line(exc, 120)}): delete it and "
+                         "re-run `snnet-export bench`") from None
+    if not isinstance(data, dict) or data.get("schema") != PROFILE_SCHEMA:
+        raise BenchError(f"{path} is not an snnet-export profile (no \"schema\": \"{PROFILE_SCHEMA}\")")
+    check_profile(data, str(path), BenchError)
+    data["_file"] = path.name
+    return data
+
+
 def load_profiles(folder: str | Path) -> list[dict[str, Any]]:
-    """Every readable profile in ``folder`` (newest file first)."""
-    out = []
-    for path in sorted(Path(folder).glob("profile.*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and data.get("schema") == PROFILE_SCHEMA:
-            data["_file"] = path.name
-            out.append(data)
-    return out
+    """Every profile in ``folder`` (newest file first); a corrupt one raises :class:`BenchError`."""
+    paths = sorted(Path(folder).glob("profile.*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [read_profile(p) for p in paths]
 
 
 def find_profile(folder: str | Path, backend: str, device: str | None = None) -> dict[str, Any] | None:

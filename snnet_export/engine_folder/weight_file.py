@@ -51,9 +51,13 @@ class WeightFile:
         if not self.path.is_file():
             raise VerifyError(f"weight file {self.path} is missing")
         size = self.path.stat().st_size
-        if size != weights["size"]:
+        if size > weights["size"]:
+            raise VerifyError(f"weight file {self.path} has {size} bytes, more than the {weights['size']} "
+                              "the manifest records: an export was interrupted while writing; re-run the "
+                              "same `snnet-export export` command (it trims the extra bytes and resumes)")
+        if size < weights["size"]:
             raise VerifyError(f"weight file {self.path} has {size} bytes; the manifest records "
-                              f"{weights['size']} (truncated or modified: re-export)")
+                              f"{weights['size']} (truncated: restore the file or re-export)")
         self.tensors = weights["tensors"]
         self.verify = verify
         self._map = np.memmap(self.path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)

@@ -23,7 +23,8 @@ from .. import __version__
 from ..errors import ExportError, SNNetExportError, first_line
 from ..model.family import FamilySpec, get_family
 from ..model.flops import count_flops, count_params, explicit_attention
-from ..fileio import sha256_bytes, sha256_file, write_bytes_atomic
+from ..fileio import check_writable, sha256_bytes, sha256_file, write_bytes_atomic
+from ..engine_folder.lock import folder_lock
 from ..engine_folder.manifest import SCHEMA, SCHEMA_VERSION, load_manifest, manifest_path, save_manifest
 from ..model.snnet import SNNet, load_checkpoint, snnet_from_family
 from ..selection import select_ids
@@ -164,12 +165,26 @@ def _open_folder(out: Path, header: dict[str, Any], force: bool) -> dict[str, An
                               f"{old['family']['name']}/{old['precision']} there); pass --force to "
                               "replace it or choose another -o folder")
         _remove_export(out, old)
-    elif out.exists() and any(out.iterdir()) and not force:
+    elif out.exists() and any(not _ours(p) for p in out.iterdir()) and not force:
         raise ExportError(f"{out} exists and is not an engine folder; choose an empty or new folder "
                           "(or pass --force to export into it anyway)")
     out.mkdir(parents=True, exist_ok=True)
-    return {**header, "weights": {"file": header["weights_file"], "size": 0, "sha256": None,
-                                  "alignment": 65536, "tensors": []}, "configs": [], "engines": {}}
+    manifest = {**header, "weights": {"file": header["weights_file"], "size": 0, "sha256": None,
+                                      "alignment": 65536, "tensors": []}, "configs": [], "engines": {}}
+    manifest.pop("weights_file")
+    # written before the first stitch: an interruption anywhere leaves a folder the same command resumes
+    save_manifest(out, manifest)
+    return manifest
+
+
+def _ours(path: Path) -> bool:
+    """Files an unfinished export may leave before its manifest: the lock, temp files, an empty weight file."""
+    from ..engine_folder.lock import LOCK_FILE
+
+    name = path.name
+    return (name == LOCK_FILE or (name.startswith(".") and name.endswith(".tmp"))
+            or (name.startswith("weights.") and name.endswith(".bin") and path.is_file()
+                and path.stat().st_size == 0))
 
 
 def _remove_export(out: Path, old: dict[str, Any]) -> None:
@@ -183,8 +198,11 @@ def _remove_export(out: Path, old: dict[str, Any]) -> None:
     manifest_path(out).unlink(missing_ok=True)
 
 
-def _done(out: Path, entry: dict[str, Any] | None) -> bool:
-    if not entry or not entry.get("verified", {}).get("ok"):
+def _done(out: Path, entry: dict[str, Any] | None, bad: set[int]) -> bool:
+    """A stitch is reused only when verified, its graph file matches and all its tensors re-hash."""
+    if not entry or not (entry.get("verified") or {}).get("ok"):
+        return False
+    if any(index in bad for _, index in entry["initializers"]):
         return False
     path = out / entry["onnx"]
     return path.is_file() and sha256_file(path) == entry["onnx_sha256"]
@@ -226,6 +244,7 @@ def export_stitches(
     ids = select_ids(configs, len(snnet.configs), where=f"family {spec.name}")
     acc = _accuracy_table(accuracy)
     out = Path(out)
+    check_writable(out, "output folder", ExportError, folder=True)
     header = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "snnet_export_version": __version__,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -234,8 +253,16 @@ def export_stitches(
         "exporter": exporter,
         "checkpoint": _checkpoint_identity(checkpoint, seed), "weights_file": weight_file_name(precision),
     }
+    with folder_lock(out, "export"):
+        return _export_locked(snnet, spec, ids, out, header, force, acc, opset, precision, exporter,
+                              from_folder, verify, progress)
+
+
+def _export_locked(snnet: SNNet, spec: FamilySpec, ids: list[int], out: Path, header: dict[str, Any],
+                   force: bool, acc: dict[int, dict[str, float]], opset: int, precision: str, exporter: str,
+                   from_folder: str | Path | None, verify: bool, progress: bool) -> dict[str, Any]:
+    """The part of :func:`export_stitches` that writes ``out`` (under its folder lock)."""
     manifest = _open_folder(out, header, force)
-    manifest.pop("weights_file", None)
     entries = {e["id"]: e for e in manifest["configs"]}
     meta = snnet_from_family(spec, device="meta")
     source = _source_graphs(from_folder, header) if from_folder else None
@@ -243,9 +270,12 @@ def export_stitches(
     from ..progress import progress_bar
 
     with WeightStore(out / manifest["weights"]["file"], manifest["weights"]["tensors"]) as store:
+        if store.tensors and store.revalidate():
+            log.warning("%d recorded tensors of %s fail their SHA-256; stitches using them are exported "
+                        "again and the bytes rewritten", len(store.bad), store.path)
         bar = progress_bar(ids, desc=f"export {precision}", unit="stitch", disable=not progress)
         for cfg_id in bar:
-            if _done(out, entries.get(cfg_id)):
+            if _done(out, entries.get(cfg_id), store.bad):
                 log.debug("stitch %d already exported and verified; skipping", cfg_id)
                 continue
             t0 = time.perf_counter()
@@ -263,6 +293,9 @@ def export_stitches(
             entries[cfg_id] = entry
             _commit(out, manifest, entries, store)
             bar.set_postfix_str(f"id {cfg_id} {entry['export_seconds']:.1f}s")
+        if store.bad:
+            log.warning("%d tensors of %s still fail their SHA-256 (used only by stitches not selected "
+                        "this run): re-run export without --configs to repair them", len(store.bad), store.path)
     manifest["weights"]["sha256"] = sha256_file(out / manifest["weights"]["file"])
     save_manifest(out, manifest)
     if failures:

@@ -60,6 +60,20 @@ class WeightStore:
             self._f.truncate(end)  # drop bytes of an interrupted run that no manifest records
         self.size = end
         self.committed = (end, len(self.tensors))
+        self.bad: set[int] = set()  # recorded tensors whose bytes fail their SHA-256 (see revalidate)
+
+    def revalidate(self) -> set[int]:
+        """Re-hash every recorded tensor (a resumed export must not build on corrupted bytes).
+
+        Returns the indices whose bytes fail their SHA-256; :meth:`add` rewrites those bytes in
+        place when a stitch needs the tensor again, which repairs the file.
+        """
+        self._f.flush()
+        for i, t in enumerate(self.tensors):
+            self._f.seek(t["offset"])
+            if hashlib.sha256(self._f.read(t["length"])).hexdigest() != t["sha256"]:
+                self.bad.add(i)
+        return set(self.bad)
 
     def close(self) -> None:
         self._f.flush()
@@ -95,7 +109,12 @@ class WeightStore:
         digest = hashlib.sha256(data).hexdigest()
         key = (dtype, tuple(shape), digest)
         if key in self._index:
-            return self._index[key]
+            index = self._index[key]
+            if index in self.bad:  # recorded but corrupted: write the right bytes back in place
+                self._f.seek(self.tensors[index]["offset"])
+                self._f.write(data)
+                self.bad.discard(index)
+            return index
         align = ALIGNMENT if len(data) >= ALIGN_THRESHOLD else SMALL_ALIGNMENT
         offset = self._fit_in_gap(len(data), align)
         if offset is None:

@@ -157,7 +157,7 @@ def _anchor_from_dict(item: Any, i: int, source: str) -> AnchorSpec:
     return AnchorSpec(
         name=str(item.get("name", f"A{i}")), model=str(item["model"]), kwargs=dict(kwargs),
         checkpoint=str(item["checkpoint"]) if item.get("checkpoint") else None,
-        pretrained=bool(item.get("pretrained", False)),
+        pretrained=_strict_bool(item.get("pretrained", False), f"{where}.pretrained"),
     )
 
 
@@ -169,6 +169,9 @@ def family_from_dict(data: Any, source: str = "family spec") -> FamilySpec:
     anchors = data.get("anchors")
     if not isinstance(anchors, list) or len(anchors) < 2:
         raise FamilyError(f"{source}: 'anchors' must list at least two anchors, small to large")
+    for key in ("name", "description", "head"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise FamilyError(f"{source}: '{key}' must be a string, got {type(data[key]).__name__}")
     st = data.get("stitching") or {}
     if not isinstance(st, Mapping):
         raise FamilyError(f"{source}: 'stitching' must be a mapping")
@@ -179,7 +182,7 @@ def family_from_dict(data: Any, source: str = "family spec") -> FamilySpec:
         anchors=tuple(_anchor_from_dict(a, i, source) for i, a in enumerate(anchors)),
         kernel_size=_positive_int(st.get("kernel_size", 2), f"{source}: stitching.kernel_size"),
         stride=_positive_int(st.get("stride", 1), f"{source}: stitching.stride"),
-        nearest=bool(st.get("nearest", True)),
+        nearest=_strict_bool(st.get("nearest", True), f"{source}: stitching.nearest"),
         stitch_kind=str(st.get("layer", "linear")),
         head=str(data.get("head", "v1")),
     )
@@ -191,6 +194,12 @@ def family_from_dict(data: Any, source: str = "family spec") -> FamilySpec:
     if len(set(names)) != len(names):
         raise FamilyError(f"{source}: anchor names must be unique, got {names}")
     return spec
+
+
+def _strict_bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise FamilyError(f"{where} must be true or false, got {value!r}")
+    return value
 
 
 def _positive_int(value: Any, where: str) -> int:

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, FamilyError
+from ..errors import CheckpointError, ConfigError, FamilyError, first_line
 from .checkpoint import read_state_dict
 from .family import FamilySpec, get_family
 from .stitching import StitchConfig, anchor_pairs, enumerate_configs, num_stitch_layers
@@ -94,8 +94,15 @@ class SNNet(nn.Module):
         if len(depths) != 1:
             raise FamilyError(f"family '{family.name}': anchors must have equal depth, got {sorted(depths)}")
         tokens = {anchor_tokens(a) for a in anchors}
-        if len(tokens) != 1:
-            raise FamilyError(f"family '{family.name}': anchors must see the same token grid, got {sorted(tokens)}")
+        grids = {(tuple(a.patch_embed.grid_size), tuple(a.patch_embed.img_size)) for a in anchors}
+        if len(tokens) != 1 or len(grids) != 1:
+            raise FamilyError(f"family '{family.name}': anchors must see the same token grid (input size, "
+                              f"patch grid and prefix tokens), got tokens {sorted(tokens)}, "
+                              f"(grid, input) {sorted(grids)}")
+        classes = {int(a.num_classes) for a in anchors}
+        if len(classes) != 1:
+            raise FamilyError(f"family '{family.name}': anchors must have the same num_classes (every "
+                              f"stitch ends in one anchor's head), got {sorted(classes)}")
         self.family = family
         self.depth = depths.pop()
         self.anchors = nn.ModuleList(anchors)
@@ -183,9 +190,9 @@ def anchors_from_family(family: FamilySpec, device: str | torch.device = "cpu") 
         try:
             with torch.device(device):
                 model = timm.create_model(spec.model, pretrained=spec.pretrained, **dict(spec.kwargs))
-        except TypeError as exc:
+        except (TypeError, ValueError, AssertionError, RuntimeError) as exc:  # e.g. heads not dividing the width
             raise FamilyError(f"family '{family.name}': anchor '{spec.name}' ({spec.model}) "
-                              f"rejects its kwargs: {exc}") from None
+                              f"rejects its kwargs {dict(spec.kwargs)}: {first_line(exc)}") from None
         if spec.checkpoint:
             load_state(model, spec.checkpoint, what=f"anchor '{spec.name}' of family '{family.name}'")
         anchors.append(model.eval())

@@ -5,6 +5,8 @@
     sel = Selector("engines/deit-fp16")            # manifest + this device's measured profile
     sel.set_budget(min_throughput=400, batch=8)     # images/s at batch 8
     logits = sel(images)                            # NumPy float32 [batch, C, H, W] -> [batch, classes]
+    out = sel.run_with_id(images)                   # (stitch id, logits) of one call, race-free
+    sel.close()                                     # or: with Selector(...) as sel: ...
 
 Candidates are the stitches on the Pareto frontier of (measured throughput, Top-1); a stitch off the
 frontier is never the best choice for any budget. Unknown accuracy falls back to FLOPs as the
@@ -15,17 +17,18 @@ shared weight file. Imports NumPy and the chosen runtime only: no torch, timm or
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from ..errors import SelectorError
+from ..errors import SelectorError, VerifyError
 from ..engine_folder.manifest import load_manifest
-from ..engine_folder.profile import accuracy_of, find_profile, load_profiles, pareto_front
+from ..engine_folder.profile import accuracy_of, find_profile, load_profiles, pareto_front, read_profile
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,68 @@ class Candidate:
     accuracy: float  # Top-1 (%) or, when unknown, GFLOPs as the proxy
     throughput: dict[int, float]  # batch -> images/s
     latency_ms: dict[int, dict[str, float]]  # batch -> {p50, p90, p99, mean}
+
+
+class Output(NamedTuple):
+    """One call's result with the id of the stitch that produced it (:meth:`Selector.run_with_id`)."""
+
+    stitch: int
+    logits: np.ndarray
+
+
+class _Guarded:
+    """A runner that first checks the weight file is still the one the sessions mapped.
+
+    One ``os.stat`` per call (a system call, small next to any inference): a file replaced, truncated or rewritten under
+    a live Selector is refused with a :class:`VerifyError` instead of serving wrong weights or
+    dying of SIGBUS on a truncated memory map. (A change between this check and the run itself
+    is not caught: see README, Reliability.)
+    """
+
+    def __init__(self, runner: Callable[[np.ndarray], np.ndarray], path: Path, stamp: tuple[int, int, int]) -> None:
+        self.runner, self.path, self.stamp = runner, path, stamp
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        check_unchanged(self.path, self.stamp)
+        return self.runner(x)
+
+    def __getattr__(self, name: str) -> Any:  # session, cfg_id, ... of the wrapped runner
+        return getattr(self.runner, name)
+
+
+def file_stamp(path: Path) -> tuple[int, int, int]:
+    """``(inode, size, mtime_ns)`` of ``path``: what :class:`_Guarded` compares per call."""
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def check_unchanged(path: Path, stamp: tuple[int, int, int]) -> None:
+    """Raise :class:`VerifyError` when ``path`` is gone or differs from ``stamp``."""
+    try:
+        now = file_stamp(path)
+    except OSError:
+        raise VerifyError(f"weight file {path} disappeared under a running Selector: restore it and "
+                          "reopen the Selector") from None
+    if now != stamp:
+        what = "truncated" if now[1] < stamp[1] else "replaced or modified"
+        raise VerifyError(f"weight file {path} was {what} under a running Selector ({stamp[1]} -> {now[1]} "
+                          "bytes): refusing to run on it; reopen the Selector once the folder is complete")
+
+
+def _check_budget(min_throughput: float | None, max_latency_ms: float | None, batch: int | None) -> None:
+    """Refuse NaN, infinite or non-positive budgets (NaN would silently meet every comparison)."""
+    import math
+
+    for name, value in (("min_throughput", min_throughput), ("max_latency_ms", max_latency_ms)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value <= 0):
+            raise SelectorError(f"{name} must be a finite positive number, got {value!r}")
+    if batch is not None and (isinstance(batch, bool) or int(batch) != batch or batch < 1):
+        raise SelectorError(f"batch must be a positive integer, got {batch!r}")
+
+
+def _closed(x: np.ndarray) -> np.ndarray:
+    raise SelectorError("this Selector is closed: open a new one")
 
 
 class Selector:
@@ -59,11 +124,19 @@ class Selector:
         latency_stat: which latency percentile ``max_latency_ms`` budgets compare (``p50``/``p90``/``p99``).
         ort_mode: ``shared`` (stock graphs) or ``fused`` (attention fused into ORT's contrib op,
             weights still shared); default: the mode the profile was measured with.
+        shared_threads: run every resident ONNX Runtime session on one process-wide pool of this
+            many intra-op threads (ORT's global thread pool) instead of a pool per session; with
+            many resident stitches and several caller threads this avoids oversubscription
+            (``benchmarks/results/thread_pool.md``). Must be set before the process opens any
+            other ORT session. ``threads`` is then ignored.
+        check_weights: before every call, compare the weight file's inode, size and mtime with
+            those at load (one ``os.stat``); a changed or truncated file raises :class:`VerifyError`.
     """
 
     def __init__(self, folder: str | Path, backend: str = "auto", resident: str = "frontier",
                  profile: str | Path | None = None, hysteresis: float = 0.05, threads: int | None = None,
-                 target: str | None = None, latency_stat: str = "p90", ort_mode: str | None = None) -> None:
+                 target: str | None = None, latency_stat: str = "p90", ort_mode: str | None = None,
+                 shared_threads: int | None = None, check_weights: bool = True) -> None:
         self.folder = Path(folder)
         self.manifest = load_manifest(self.folder)
         self._entries = {e["id"]: e for e in self.manifest["configs"]}
@@ -81,6 +154,9 @@ class Selector:
         if resident not in ("frontier", "all", "none"):
             raise SelectorError(f"resident must be frontier, all or none, got '{resident}'")
         ids = {"all": list(self.candidates), "frontier": self.frontier, "none": []}[resident]
+        self.shared_threads = shared_threads
+        self.check_weights = check_weights
+        self._closers: list[Callable[[], None]] = []
         self._runners = self._load_runners(ids, threads) if ids else {}
         self._lock = threading.Lock()
         best = max(self.frontier, key=lambda i: self.candidates[i].accuracy)
@@ -107,12 +183,7 @@ class Selector:
 
     def _load_profile(self, profile: str | Path | None) -> dict[str, Any]:
         if profile is not None:
-            import json
-
-            try:
-                return dict(json.loads(Path(profile).read_text()))
-            except (OSError, ValueError) as exc:
-                raise SelectorError(f"cannot read profile {profile}: {exc}") from None
+            return read_profile(profile)
         device = None
         if self.backend == "trt":
             from .trt import this_gpu_device
@@ -159,16 +230,24 @@ class Selector:
             from .trt.runner import load_engines
 
             engines = load_engines(self.folder, self.target or self.profile.get("target", "dgpu"), ids)
+            self._closers = [e.close for e in engines.values()]
             return {i: e.run for i, e in engines.items()}
-        from .ort.runner import OrtRunner, ort_session
+        from .ort.runner import OrtRunner, ort_session, use_global_threads
         from ..engine_folder.weight_file import WeightFile
 
         weights = WeightFile(self.folder, self.manifest["weights"])
+        stamp = file_stamp(weights.path)
         entries = self._entries
         fused = self.ort_mode == "fused"
+        if self.shared_threads:
+            use_global_threads(self.shared_threads)
         # one activation arena for all resident sessions: only one stitch runs at a time
-        return {i: OrtRunner(ort_session(self.folder, entries[i], weights, threads=threads, fast=fused,
-                                         shared_arena=True), i) for i in ids}
+        runners: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+            i: OrtRunner(ort_session(self.folder, entries[i], weights, threads=threads, fast=fused, shared_arena=True,
+                                     global_threads=bool(self.shared_threads)), i) for i in ids}
+        if self.check_weights:
+            runners = {i: _Guarded(r, weights.path, stamp) for i, r in runners.items()}
+        return runners
 
     # ---- selection ----
     @property
@@ -224,6 +303,7 @@ class Selector:
         """
         if min_throughput is None and max_latency_ms is None:
             raise SelectorError("set_budget needs min_throughput or max_latency_ms")
+        _check_budget(min_throughput, max_latency_ms, batch)
         with self._lock:
             self.budget = {"min_throughput": min_throughput, "max_latency_ms": max_latency_ms,
                            "batch": int(batch) if batch else self.batch}
@@ -243,6 +323,33 @@ class Selector:
         return runner(x)
 
     __call__ = run
+
+    def run_with_id(self, x: np.ndarray) -> Output:
+        """Run ``x`` on the active stitch; returns ``Output(stitch, logits)``.
+
+        The id is the stitch that actually ran this call (read in the same atomic step as its
+        runner), so it stays right while other threads change the budget; ``sel.current`` read
+        before or after a call may not be.
+        """
+        cfg_id, runner = self._active
+        if runner is None:
+            raise SelectorError(f"stitch {cfg_id} is not resident (open the Selector with resident='frontier')")
+        return Output(cfg_id, runner(x))
+
+    def close(self) -> None:
+        """Release every session or engine; later calls raise :class:`SelectorError`. Idempotent."""
+        with self._lock:
+            self._active = (self._active[0], _closed)
+            self._runners = {i: _closed for i in self._runners}
+            closers, self._closers = self._closers, []
+        for close in closers:
+            close()
+
+    def __enter__(self) -> "Selector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def resident(self) -> list[int]:

@@ -31,6 +31,33 @@ class DistContext:
         return self.rank == 0
 
 
+def check_torch_device(device: str | None) -> str | None:
+    """Refuse a ``--device`` this machine does not have, as one line (``None`` passes through).
+
+    Accepts ``cpu``, ``cuda``/``cuda:N`` (N below the visible GPU count) and ``mps`` when present.
+    """
+    from ..errors import DeviceError
+
+    if device is None:
+        return None
+    import torch
+
+    text = str(device).strip().lower()
+    if text == "cpu":
+        return "cpu"
+    if text == "mps" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    kind, _, index = text.partition(":")
+    if kind == "cuda" and (not index or index.isdigit()):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"device '{device}': CUDA is not available on this machine; use --device cpu")
+        if index and int(index) >= count:
+            raise DeviceError(f"device '{device}': this machine has {count} CUDA device(s), cuda:0-cuda:{count - 1}")
+        return text
+    raise DeviceError(f"device '{str(device)[:40]}' is not one of cpu, cuda, cuda:N (or mps on Apple)")
+
+
 @contextlib.contextmanager
 def distributed(device: str | None = None) -> Iterator[DistContext]:
     """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1), or run alone.
@@ -41,6 +68,7 @@ def distributed(device: str | None = None) -> Iterator[DistContext]:
     import torch
     import torch.distributed as dist
 
+    device = check_torch_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
     if world <= 1:

@@ -55,6 +55,18 @@ def evaluate_config(snnet: Any, cfg_id: int, loader: Any, device: Any = "cpu") -
             "loss": round(loss_sum / n, 6)}
 
 
+def _text(path: Path) -> str:
+    """A results file as text; a binary or unreadable file is one :class:`DataError` line."""
+    if not path.is_file():
+        raise DataError(f"results file {path} is not a regular file")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"results file {path} is not text (not UTF-8): expected JSON lines") from None
+    except OSError as exc:
+        raise DataError(f"cannot read results file {path}: {exc.strerror}") from None
+
+
 def read_results(path: str | Path) -> list[dict[str, Any]]:
     """Records of a JSON-lines results file, dropping an unfinished last line (a crash mid-write)."""
     from ..fileio import write_bytes_atomic
@@ -62,7 +74,7 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return []
-    text = path.read_text()
+    text = _text(path)
     lines = text.splitlines()
     if lines and not text.endswith("\n"):
         log.warning("%s: ignoring an unfinished last line (the run was interrupted)", path)
@@ -98,8 +110,9 @@ def _parse_record(line: str, path: Path, no: int) -> dict[str, Any]:
 
 
 def _table_from_tsv(path: Path) -> dict[int, dict[str, float | None]]:
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(_text(path), newline=""), delimiter="\t"))
     if not rows or "cfg_id" not in rows[0] or "Top1" not in rows[0]:
         raise DataError(f"{path}: a TSV accuracy table needs a header with 'cfg_id' and 'Top1' columns "
                         "(the published official_deit_tsb_stitches.tsv format)")
@@ -128,11 +141,11 @@ def load_accuracy_table(path: str | Path) -> dict[int, dict[str, float | None]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"accuracy table {path} does not exist: run `snnet-export eval` to make one")
-    if path.suffix.lower() in (".tsv", ".txt") or path.read_text()[:6] == "cfg_id":
+    if path.suffix.lower() in (".tsv", ".txt") or _text(path)[:6] == "cfg_id":
         table = _table_from_tsv(path)
     else:
         table = {}
-        lines = path.read_text().splitlines()
+        lines = _text(path).splitlines()
         for no, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -169,10 +182,15 @@ def evaluate_configs(family: Any, checkpoint: str | Path, data: str | Path, out_
     from ..model.snnet import load_checkpoint, snnet_from_family
     from ..selection import select_ids
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from .distributed import check_torch_device
+
+    device = check_torch_device(device) or ("cuda" if torch.cuda.is_available() else "cpu")
     snnet = snnet_from_family(family, device=device)
     ids = select_ids(configs, len(snnet.configs), where=f"family {snnet.family.name}")
     out_jsonl = Path(out_jsonl)
+    from ..fileio import check_writable
+
+    check_writable(out_jsonl, "results file", DataError, folder=False)
     done = {r["cfg_id"]: r for r in read_results(out_jsonl)}
     todo = [i for i in ids if i not in done]
     if done:

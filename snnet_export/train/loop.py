@@ -14,6 +14,7 @@ published; gradients are averaged by hand over all parameters (:mod:`snnet_expor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -77,6 +78,10 @@ class TrainConfig:
             raise ValueError(f"sampling must be one of {SAMPLING}, got {self.sampling!r}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        bad = [f.name for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), float)
+               and not math.isfinite(getattr(self, f.name))]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be finite numbers (got NaN or infinity)")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.flops_bins < 1:
             raise ValueError("epochs, batch_size, flops_bins and lr must be positive")
 

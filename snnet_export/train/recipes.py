@@ -15,6 +15,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import DataError
+from ..fileio import check_writable
 from .distributed import barrier, broadcast_state, check_ranks_agree, distributed
 from .loop import ANCHOR_CONFIG, TrainConfig, _auto_resume, config_sampler, fit
 
@@ -68,6 +70,7 @@ def train_anchors(family: Any, data: str | Path = "digits", out: str | Path = "a
     from .evaluate import evaluate_config
 
     out = Path(out)
+    check_writable(out, "anchor checkpoint", DataError, folder=False)
     cfg = config or ANCHOR_CONFIG
     cfg = replace(cfg, epochs=cfg.epochs if epochs is None else epochs, seed=cfg.seed if seed is None else seed)
     if out.is_file() and not force:
@@ -122,6 +125,7 @@ def train_snnet(family: Any, init_checkpoint: str | Path | None, data: str | Pat
 
     cfg = config or TrainConfig()
     out_dir = Path(out_dir)
+    check_writable(out_dir, "output folder", DataError, folder=True)
     final, state_path = out_dir / "snnet.pth", out_dir / "last.pth"
     if final.is_file() and resume is None and not force:
         log.info("%s exists; reusing it (force to retrain)", final)

@@ -34,9 +34,28 @@ def _register_shared_arena(ort: Any) -> None:
             _ARENA_REGISTERED = True
 
 
+_GLOBAL_THREADS: int | None = None
+
+
+def use_global_threads(threads: int) -> int:
+    """Give this process one ORT intra-op thread pool of ``threads`` threads, shared by every
+    session opened with ``global_threads=True`` (instead of a pool per session).
+
+    ORT sizes the global pools when it creates its environment; call this before the process
+    opens its first ORT session. A second call with another size keeps the first (returned).
+    """
+    global _GLOBAL_THREADS
+    ort = require("onnxruntime", "running stitches with ONNX Runtime")
+    with _ARENA_LOCK:
+        if _GLOBAL_THREADS is None:
+            ort.set_global_thread_pool_sizes(int(threads), 1)
+            _GLOBAL_THREADS = int(threads)
+        return _GLOBAL_THREADS
+
+
 def session_options(threads: int | None = None, share_weights: bool = True, *,
                     spinning: bool | None = None, stop_spinning: bool = False,
-                    shared_arena: bool = False) -> Any:
+                    shared_arena: bool = False, global_threads: bool = False) -> Any:
     """ORT session options used everywhere (export verification, bench, selector).
 
     Args:
@@ -48,6 +67,8 @@ def session_options(threads: int | None = None, share_weights: bool = True, *,
         shared_arena: take activation memory from one arena on ORT's environment shared by every
             session that asks for it, instead of an arena per session (resident stitches that run
             one at a time then hold about one stitch's activations, not one set each).
+        global_threads: run on the process-wide pool of :func:`use_global_threads` (``threads``
+            is then ignored): N resident sessions share one pool instead of N pools.
     """
     ort = require("onnxruntime", "running stitches with ONNX Runtime")
     so = ort.SessionOptions()
@@ -55,7 +76,9 @@ def session_options(threads: int | None = None, share_weights: bool = True, *,
         _register_shared_arena(ort)
         so.add_session_config_entry("session.use_env_allocators", "1")
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
+    if global_threads:
+        so.use_per_session_threads = False
+    elif threads:
         so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -72,7 +95,8 @@ def session_options(threads: int | None = None, share_weights: bool = True, *,
 def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFile | None,
                 threads: int | None = None, providers: list[str] | None = None,
                 check_hash: bool = True, *, fast: bool = False, prepack: bool = False,
-                spinning: bool | None = None, stop_spinning: bool = False, shared_arena: bool = False) -> Any:
+                spinning: bool | None = None, stop_spinning: bool = False, shared_arena: bool = False,
+                global_threads: bool = False) -> Any:
     """Open one stitch's ONNX as an ORT session.
 
     Args:
@@ -85,7 +109,7 @@ def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFil
             (:mod:`.ort_fast`; needs ``weights``). Same results, ONNX Runtime only.
         prepack: let MLAS prepack the weights (faster GEMMs, but a private packed copy of the
             weights per session); the default keeps one shared copy.
-        spinning, stop_spinning, shared_arena: see :func:`session_options`.
+        spinning, stop_spinning, shared_arena, global_threads: see :func:`session_options`.
     """
     ort = require("onnxruntime", "running stitches with ONNX Runtime")
     path = Path(folder) / entry["onnx"]
@@ -97,7 +121,7 @@ def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFil
     if weights is not None:
         check_graph_locations(path, weights.path.name)
     so = session_options(threads, share_weights=weights is not None and not prepack, spinning=spinning,
-                         stop_spinning=stop_spinning, shared_arena=shared_arena)
+                         stop_spinning=stop_spinning, shared_arena=shared_arena, global_threads=global_threads)
     providers = providers or ["CPUExecutionProvider"]
     if fast:
         if weights is None:
