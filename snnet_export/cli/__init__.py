@@ -14,10 +14,11 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .cli_check import check_cmd
-from .cli_params import SELECTION, FiniteFloat
-from .errors import SNNetExportError, first_line
+from .. import __version__
+from .check import check_cmd
+from .params import SELECTION, FiniteFloat
+from .train import eval_cmd, train_cmd
+from ..errors import SNNetExportError, first_line
 
 
 class _Group(click.Group):
@@ -29,7 +30,7 @@ class _Group(click.Group):
         except SNNetExportError as exc:
             raise click.ClickException(str(exc)) from None
         except ModuleNotFoundError as exc:  # a command whose extra is not installed (deploy-only install)
-            from .deps import missing_dependency
+            from ..deps import missing_dependency
 
             name = ctx.invoked_subcommand or "this command"
             err = missing_dependency(exc, f"`snnet-export {name}`")
@@ -83,7 +84,7 @@ def emit_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
 def families(as_json: bool) -> None:
     """List the registered anchor families."""
-    from .model.family import list_families
+    from ..model.family import list_families
 
     rows = [{"name": f.name, "anchors": "/".join(f"{a.name}={a.model}" for a in f.anchors),
              "description": f.description} for f in list_families()]
@@ -98,7 +99,7 @@ def families(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
 def configs(family: str, as_json: bool) -> None:
     """List every stitch configuration of FAMILY (name or YAML path) with FLOPs and params."""
-    from .model.flops import config_records
+    from ..model.flops import config_records
 
     rows = config_records(family)
     if as_json:
@@ -116,7 +117,7 @@ def configs(family: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON object on stdout.")
 def info(family: str, as_json: bool) -> None:
     """Show FAMILY's anchors, stitching settings and parameter totals."""
-    from .model.flops import family_info
+    from ..model.flops import family_info
 
     data = family_info(family)
     if as_json:
@@ -150,8 +151,8 @@ def build_cmd(folder: Path, target: str, configs: str | None, strip_weights: boo
     Engines go to FOLDER/trt/TARGET/stitch_NNN.engine and are recorded in FOLDER/manifest.json;
     a second run skips the engines that are up to date.
     """
-    from .build import build_engines, format_plan
-    from .engine_folder.manifest import load_manifest
+    from ..build import build_engines, format_plan
+    from ..engine_folder.manifest import load_manifest
 
     result = build_engines(folder, target, configs=configs, strip_weights=strip_weights,
                            timing_cache=timing_cache, dry_run=dry_run, force=force)
@@ -185,7 +186,7 @@ def export(family: str, checkpoint: str, out: str, precision: str, opset: int, c
     """Export every stitch of FAMILY at CHECKPOINT (or 'random') to ONNX with shared weights."""
     import time
 
-    from .export.stitches import export_stitches
+    from ..export.stitches import export_stitches
 
     t0 = time.perf_counter()
     m = export_stitches(family, checkpoint, out, precision=precision, opset=opset, configs=configs,
@@ -204,7 +205,7 @@ def export(family: str, checkpoint: str, out: str, precision: str, opset: int, c
 @click.option("--json", "as_json", is_flag=True, help="JSON summary on stdout.")
 def verify(folder: str, as_json: bool) -> None:
     """Re-check an engine FOLDER on disk: graphs, hashes, external-data locations."""
-    from .engine_folder.integrity import verify_folder
+    from ..engine_folder.integrity import verify_folder
 
     summary = verify_folder(folder)
     if as_json:
@@ -226,7 +227,7 @@ def select(folder: str, min_throughput: float | None, max_latency_ms: float | No
     """Print the stitch the runtime selector would run for a budget."""
     import warnings
 
-    from .runtime import Selector
+    from ..runtime import Selector
 
     if min_throughput is None and max_latency_ms is None:
         raise click.UsageError("give --min-throughput and/or --max-latency-ms")
@@ -266,7 +267,7 @@ def _warn_batch(batch: int, batch_max: int | None, measured: list[int]) -> None:
 @click.option("--fast", is_flag=True, help="A minutes-long variant (few steps, 7 stitches): what the tests run.")
 def demo(workdir: str, fast: bool) -> None:
     """Run the whole pipeline on the digits data set and write the report."""
-    from .demo import DemoSettings, run_demo
+    from ..demo import DemoSettings, run_demo
 
     result = run_demo(workdir, DemoSettings.fast() if fast else None)
     click.echo("")
@@ -298,8 +299,8 @@ def demo(workdir: str, fast: bool) -> None:
 def bench(folder: Path, backend: str, batches: str, configs: str | None, baseline: str | None, threads: int | None,
           runs: int, warmup: int, min_seconds: float, ort_mode: str, spinning: bool | None, target: str | None) -> None:
     """Measure every stitch of FOLDER on this machine; writes FOLDER/profile.<device>.json."""
-    from .bench.measure import profile_from_engines
-    from .engine_folder.profile import profile_path
+    from ..bench.measure import profile_from_engines
+    from ..engine_folder.profile import profile_path
 
     prof = profile_from_engines(folder, backend=backend, batches=batches, configs=configs, warmup=warmup, runs=runs,
                                 threads=threads, baseline_torch=baseline == "torch", min_seconds=min_seconds,
@@ -319,93 +320,17 @@ def bench(folder: Path, backend: str, batches: str, configs: str | None, baselin
 @click.option("--profile", type=click.Path(dir_okay=False), default=None, help="Profile file [default: the newest].")
 def report(folder: Path, batch: int | None, profile: str | None) -> None:
     """Write FOLDER/report.md and the throughput-vs-Top-1 plot from its measured profile."""
-    from .bench.report import PLOT, report_from_profile
+    from ..bench.report import PLOT, report_from_profile
 
     path = report_from_profile(folder, profile=profile, batch=batch)
     click.echo(f"report: {path} (plot: {path.parent / PLOT}.png, .svg)")
 
 
-# ---- train, eval ------------------------------------------------------------------------------
-
-@cli.command()
-@click.argument("family")
-@click.option("--data", required=True, help="'digits' or a folder with train/ and val/ subfolders (ImageNet layout).")
-@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Receives last.pth (every epoch), snnet.pth and summary.json.")
-@click.option("--init", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="SN-Net checkpoint to start from ({'model': state_dict}, published layout).")
-@click.option("--anchors-from-scratch", is_flag=True, help="First train the anchors from scratch (OUT_DIR/anchors.pth).")
-@click.option("--anchor-epochs", type=click.IntRange(1), default=None, help="Epochs of anchor training [default: 16].")
-@click.option("--epochs", type=click.IntRange(1), default=None, help="SN-Net training epochs [default: 20].")
-@click.option("--lr", type=FiniteFloat(0, min_open=True), default=None, help="Peak AdamW learning rate [default: 3e-4].")
-@click.option("--batch-size", type=click.IntRange(1), default=None, help="Images per step and process [default: 32].")
-@click.option("--sampling", type=click.Choice(["uniform", "flops-binned"]), default="uniform", show_default=True,
-              help="How each step picks its configuration.")
-@click.option("--stitches-only", is_flag=True, help="Freeze the anchors; train the stitching layers only.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--steps-per-epoch", type=click.IntRange(1), default=None, help="Cap steps per epoch (smoke runs).")
-@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A last.pth to continue from [default: OUT_DIR/last.pth when it matches the options].")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 [default: cuda when available; torchrun: one GPU per rank].")
-@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader workers (image folders).")
-@click.option("--force", is_flag=True, help="Retrain even if the outputs exist.")
-def train(family: str, data: str, out_dir: Path, init: Path | None, anchors_from_scratch: bool,
-          anchor_epochs: int | None, epochs: int | None, lr: float | None, batch_size: int | None, sampling: str,
-          stitches_only: bool, seed: int, steps_per_epoch: int | None, resume: Path | None, device: str | None,
-          workers: int, force: bool) -> None:
-    """Train an SN-Net of FAMILY (Algorithm 1: LS init, one sampled stitch per step); torchrun-ready."""
-    import dataclasses
-    import os
-    import time
-
-    from .train import ANCHOR_CONFIG, TrainConfig, train_anchors, train_snnet
-
-    if init and anchors_from_scratch:
-        raise click.UsageError("--init and --anchors-from-scratch exclude each other")
-    t0 = time.perf_counter()
-    given: dict[str, Any] = dict(batch_size=batch_size, seed=seed, steps_per_epoch=steps_per_epoch, workers=workers)
-    common = {k: v for k, v in given.items() if v is not None}
-    if anchors_from_scratch:
-        acfg = dataclasses.replace(ANCHOR_CONFIG, **common, epochs=anchor_epochs or ANCHOR_CONFIG.epochs)
-        init = train_anchors(family, data, out_dir / "anchors.pth", acfg, device=device, force=force, progress=True)
-    opts: dict[str, Any] = dict(epochs=epochs, lr=lr, sampling=sampling, train_stitches_only=stitches_only, **common)
-    cfg = TrainConfig(**{k: v for k, v in opts.items() if v is not None})
-    ckpt = train_snnet(family, init, data, out_dir, cfg, device=device, resume=resume, force=force, progress=True)
-    if os.environ.get("RANK", "0") == "0":
-        history = json.loads((out_dir / "summary.json").read_text())["history"] if ckpt.name == "snnet.pth" else []
-        loss = f", last epoch loss {history[-1]['loss']:.4f}" if history else ""
-        click.echo(f"trained {family} on {data}: {cfg.epochs} epochs, {cfg.sampling} sampling{loss}, "
-                   f"{time.perf_counter() - t0:.0f} s; checkpoint {ckpt}")
-
-
-@cli.command("eval")
-@click.argument("family")
-@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--data", required=True, help="'digits' or a folder with train/ and val/ subfolders.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Results JSONL; one line per configuration, ids already in it are skipped.")
-@click.option("--configs", type=SELECTION, default=None, help="Ids to evaluate, e.g. 0,3,10-20 (default: all).")
-@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--device", default=None, help="cpu or cuda [default: cuda when available].")
-@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader workers (image folders).")
-def eval_cmd(family: str, checkpoint: Path, data: str, out: Path, configs: str | None, batch_size: int,
-             device: str | None, workers: int) -> None:
-    """Top-1/Top-5/loss, FLOPs and params of every configuration of FAMILY at CHECKPOINT on the val set."""
-    from .train.evaluate import evaluate_configs
-
-    recs = evaluate_configs(family, checkpoint, data, out, configs, batch_size=batch_size, device=device,
-                            workers=workers, progress=True)
-    best = max(recs, key=lambda r: r["acc1"])
-    click.echo(f"{len(recs)} configurations in {out}: Top-1 {min(r['acc1'] for r in recs):.2f}-{best['acc1']:.2f}% "
-               f"(best id {best['cfg_id']}, {best['path']})")
-
 cli.add_command(check_cmd)
+cli.add_command(train_cmd)
+cli.add_command(eval_cmd)
 
 
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="snnet-export")
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .errors import SNNetExportError
+from ..errors import SNNetExportError
 
 
 class _Selection(click.ParamType):
@@ -17,7 +17,7 @@ class _Selection(click.ParamType):
     name = "IDS"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from .selection import parse_ranges
+        from ..selection import parse_ranges
 
         try:
             if str(value).strip().lower() != "all":
