@@ -32,16 +32,16 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
-def run(precision: str, out: Path, configs: str | None, source: Path | None) -> dict:
+def run(precision: str, out: Path, configs: str | None, source: Path | None, family: str = "deit-tsb") -> dict:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    m = export_stitches("deit-tsb", "random", out, precision=precision, configs=configs,
+    m = export_stitches(family, "random", out, precision=precision, configs=configs,
                         from_folder=source, progress=True)
     t_export = time.perf_counter() - t0
     t1 = time.perf_counter()
     verify_folder(out)
     t_verify_files = time.perf_counter() - t1
-    params = family_info("deit-tsb")["total_params"]
+    params = family_info(family)["total_params"]
     bpp = 4 if precision == "fp32" else 2
     tensors = m["weights"]["tensors"]
     naive = sum(tensors[i]["length"] for e in m["configs"] for _, i in e["initializers"])

@@ -3,6 +3,8 @@
 
     .venv/bin/python benchmarks/ort_vs_torch.py            # ~4-6 min on 2 quiet cores
     .venv/bin/python benchmarks/ort_vs_torch.py --quick    # fewer runs, a smoke test
+    .venv/bin/python benchmarks/ort_vs_torch.py --family swin-tsb --configs 0,1,2,9,24
+        # other families: results go to ort_vs_torch_<family>.json/.md
 
 Exports the stitches once into engines/deit-tsb-bench (resumed if already there), then for each
 stitch and batch times, round-robin in short rounds so that load from other processes hits every
@@ -52,11 +54,11 @@ def private_mib() -> float | None:
     return None
 
 
-def ensure_export(folder: Path, configs: str) -> dict[str, Any]:
+def ensure_export(folder: Path, configs: str, family: str = "deit-tsb") -> dict[str, Any]:
     from snnet_export.export.stitches import export_stitches
 
     t0 = time.perf_counter()
-    manifest = export_stitches("deit-tsb", "random", folder, "fp32", configs=configs, progress=True)
+    manifest = export_stitches(family, "random", folder, "fp32", configs=configs, progress=True)
     log.info("export ready in %.0f s: %s", time.perf_counter() - t0, folder)
     return manifest
 
@@ -143,7 +145,7 @@ def geomeans(rows: list[dict[str, Any]], key: str = "speedup") -> dict[str, dict
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(args.folder)
-    manifest = ensure_export(folder, args.configs)
+    manifest = ensure_export(folder, args.configs, args.family)
     ids = [int(i) for i in args.configs.split(",")]
     torch_run, torch_env = torch_baseline(manifest, args.threads[0])
     load_before, t0, rows = os.getloadavg(), time.perf_counter(), []
@@ -155,7 +157,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                       load_average={"before": [round(v, 2) for v in load_before],
                                     "after": [round(v, 2) for v in os.getloadavg()]},
                       seconds=round(time.perf_counter() - t0, 1))
-    return {"benchmark": "ort_vs_torch", "family": "deit-tsb", "weights": "random (seed 0)", "precision": "fp32",
+    return {"benchmark": "ort_vs_torch", "family": args.family, "weights": "random (seed 0)", "precision": "fp32",
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "chosen_mode": CHOSEN,
             "goals": {str(b): g for b, g in GOALS.items()}, "speedup_geomean": geomeans(rows),
             "speedup_geomean_min": geomeans(rows, "speedup_min"),
@@ -213,7 +215,8 @@ def markdown(res: dict[str, Any]) -> str:
     la = env["load_average"]
     loads = [r["load1"] for r in res["results"]]
     busy = max(loads) > env["cpu_count"] + 0.5  # the benchmark itself keeps ~cpu_count threads busy
-    out = ["# ONNX Runtime vs PyTorch eager (CPU, DeiT-Ti/S/B stitches, FP32)", "",
+    name = {"deit-tsb": "DeiT-Ti/S/B"}.get(res.get("family", "deit-tsb"), res.get("family"))
+    out = [f"# ONNX Runtime vs PyTorch eager (CPU, {name} stitches, FP32)", "",
            f"{env['cpu']} ({env['cpu_count']} logical CPUs); the same thread count for ORT and PyTorch; "
            f"onnxruntime {env['onnxruntime']}, torch {env['torch']}, numpy {env['numpy']}, Python {env['python']}. "
            f"Random weights (speed does not depend on them). Measured {res['created']} in {env['seconds']:.0f} s "
@@ -260,7 +263,8 @@ def markdown(res: dict[str, Any]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--folder", default=str(ROOT / "engines" / "deit-tsb-bench"))
+    p.add_argument("--family", default="deit-tsb")
+    p.add_argument("--folder", default=None, help="[engines/<family>-bench]")
     p.add_argument("--configs", default="0,1,2,10,30,40,60")
     p.add_argument("--batches", default="1,16")
     p.add_argument("--threads", default=None, help="thread counts, e.g. 2 or 2,1 (default: usable cores)")
@@ -269,9 +273,12 @@ def main() -> None:
     p.add_argument("--runs-b16", type=int, default=5)
     p.add_argument("--min-seconds", type=float, default=1.0)
     p.add_argument("--quick", action="store_true", help="5 runs at batch 1, 2 at batch 16 (smoke test)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ort_vs_torch"))
+    p.add_argument("--out", default=None, help="[benchmarks/results/ort_vs_torch (_<family> for others)]")
     p.add_argument("--render", action="store_true", help="only rewrite OUT.md from OUT.json (no measuring)")
     args = p.parse_args()
+    args.folder = args.folder or str(ROOT / "engines" / f"{args.family}-bench")
+    suffix = "" if args.family == "deit-tsb" else f"_{args.family}"
+    args.out = args.out or str(ROOT / "benchmarks" / "results" / f"ort_vs_torch{suffix}")
     if args.render:
         res = json.loads(Path(args.out + ".json").read_text())
         write_bytes_atomic(args.out + ".md", markdown(res).encode())

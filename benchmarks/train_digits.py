@@ -13,6 +13,9 @@ Writes ``benchmarks/results/train_digits.json`` and ``.md`` with the environment
 library versions, load average) and wall times. Run from the repository root::
 
     .venv/bin/python benchmarks/train_digits.py [--epochs 12] [--threads 2] [--workdir DIR]
+
+``--family digits-cnn`` / ``--family digits-swin`` run the same protocol on the ResNet-18/50-shaped
+and Swin digits families (results ``train_digits-cnn.json`` / ``train_digits-swin.json``).
 """
 from __future__ import annotations
 
@@ -37,8 +40,8 @@ RULE = ("a stitch from anchor a to anchor b counts as 'between' when its Top-1 l
         "drops the 1 pp tolerance")
 
 
-LABELS = {"train_anchors_s": "train the 3 anchors from scratch", "ls_ablation_s": "LS-init ablation (2 x 68 stitches evaluated)",
-          "train_snnet_s": "SN-Net training (Algorithm 1, LS init included)", "eval_71_s": "evaluate all 71 configurations"}
+LABELS = {"train_anchors_s": "train the anchors from scratch", "ls_ablation_s": "LS-init ablation (every stitch evaluated twice)",
+          "train_snnet_s": "SN-Net training (Algorithm 1, LS init included)", "eval_71_s": "evaluate every configuration"}
 
 
 def _environment(threads: int) -> dict:
@@ -89,8 +92,11 @@ def main() -> None:
     ap.add_argument("--anchor-epochs", type=int, default=None, help="[ANCHOR_CONFIG default]")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None, help="keeps checkpoints (default: a temp dir)")
-    ap.add_argument("--out", type=Path, default=RESULTS / "train_digits.json")
+    ap.add_argument("--family", default="digits", help="digits (ViT), digits-cnn or digits-swin")
+    ap.add_argument("--out", type=Path, default=None, help="[results/train_<family>.json]")
     args = ap.parse_args()
+    args.out = args.out or RESULTS / f"train_{args.family}.json"
+    fam = args.family
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
 
@@ -107,12 +113,12 @@ def main() -> None:
     scfg = TrainConfig(**({"epochs": args.epochs} if args.epochs else {}))
 
     t0 = time.perf_counter()
-    anchors = train_anchors("digits", "digits", work / "anchors.pth", acfg, force=True)
+    anchors = train_anchors(fam, "digits", work / "anchors.pth", acfg, force=True)
     walls["train_anchors_s"] = round(time.perf_counter() - t0, 1)
     anchor_acc = json.loads(anchors.with_suffix(".json").read_text())["anchors"]
 
     t0 = time.perf_counter()
-    net = load_checkpoint(snnet_from_family("digits"), anchors)
+    net = load_checkpoint(snnet_from_family(fam), anchors)
     splits = load_data("digits", net)
     loader = eval_loader(splits.val, 360)
     default_init = _stitch_accuracies(net, loader)
@@ -121,11 +127,11 @@ def main() -> None:
     walls["ls_ablation_s"] = round(time.perf_counter() - t0, 1)
 
     t0 = time.perf_counter()
-    ckpt = train_snnet("digits", anchors, "digits", work / "snnet", scfg, force=True)
+    ckpt = train_snnet(fam, anchors, "digits", work / "snnet", scfg, force=True)
     walls["train_snnet_s"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     (work / "results.jsonl").unlink(missing_ok=True)
-    records = evaluate_configs("digits", ckpt, "digits", work / "results.jsonl")
+    records = evaluate_configs(fam, ckpt, "digits", work / "results.jsonl")
     walls["eval_71_s"] = round(time.perf_counter() - t0, 1)
     acc = {r["cfg_id"]: r["acc1"] for r in records}
     rows, loose, strict = _between(net, acc)
@@ -135,11 +141,11 @@ def main() -> None:
 
     env["loadavg_end"] = list(os.getloadavg())
     result = {
-        "benchmark": "train_digits", "environment": env, "wall_seconds": walls,
+        "benchmark": "train_digits", "family": fam, "environment": env, "wall_seconds": walls,
         "anchor_config": asdict(acfg), "snnet_config": asdict(scfg),
         "anchors_from_scratch": anchor_acc,
         "before_training": {"default_init": _summary(default_init), "ls_init": _summary(ls_init)},
-        "after_training": {"anchors_acc1": [acc[i] for i in range(3)], "stitches": _summary({r["cfg_id"]: r["acc1"] for r in rows}),
+        "after_training": {"anchors_acc1": [acc[i] for i in range(len(net.anchors))], "stitches": _summary({r["cfg_id"]: r["acc1"] for r in rows}),
                            "between_rule": RULE, "between": loose, "strictly_between": strict, "num_stitches": len(rows)},
         "per_stitch": rows,
     }
@@ -152,7 +158,7 @@ def main() -> None:
 def _markdown(r: dict) -> str:
     env, w, b, a = r["environment"], r["wall_seconds"], r["before_training"], r["after_training"]
     lines = [
-        "# Training the digits SN-Net (benchmarks/train_digits.py)", "",
+        f"# Training the {r.get('family', 'digits')} SN-Net (benchmarks/train_digits.py)", "",
         f"CPU: {env['cpu']} ({env['cpu_count']} cores), {env['torch_threads']} torch threads "
         f"(OMP_WAIT_POLICY={env.get('omp_wait_policy')}), fp32; "
         f"torch {env['torch']}, timm {env['timm']}, scikit-learn {env['scikit_learn']}; load average at start "
@@ -164,7 +170,7 @@ def _markdown(r: dict) -> str:
         "## Anchors trained from scratch (val Top-1, 360 images)", "",
         "| anchor | Top-1 | Top-5 |", "|---|---|---|",
         *(f"| {x['name']} | {x['acc1']:.2f} | {x['acc5']:.2f} |" for x in r["anchors_from_scratch"]), "",
-        "## Stitching-layer init before any SN-Net training (68 stitches, val Top-1)", "",
+        f"## Stitching-layer init before any SN-Net training ({len(r['per_stitch'])} stitches, val Top-1)", "",
         "| init | mean | median | min | max |", "|---|---|---|---|---|",
         *(f"| {name} | {s['mean']:.2f} | {s['median']:.2f} | {s['min']:.2f} | {s['max']:.2f} |"
           for name, s in (("default (random)", b["default_init"]), ("least squares", b["ls_init"]))), "",

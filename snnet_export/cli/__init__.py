@@ -108,7 +108,7 @@ def configs(family: str, as_json: bool) -> None:
     for r in rows:
         r["GFLOPs"] = f"{r['flops'] / 1e9:.4f}"
         r["Mparams"] = f"{r['params'] / 1e6:.4f}"
-        r["layer"] = None if r["stitch_layer"] is None else "{}.{}".format(*r["stitch_layer"])
+        r["layer"] = None if r["stitch_layer"] is None else ".".join(map(str, r["stitch_layer"]))
     emit_table(rows, ["id", "path", "layer", "GFLOPs", "Mparams"])
 
 
@@ -126,7 +126,8 @@ def info(family: str, as_json: bool) -> None:
     for key, value in data.items():
         if key == "anchors":
             for a in value:
-                click.echo(f"  anchor {a['name']:<4} {a['model']:<28} width {a['width']:<5} params {a['params']:,}")
+                width = "/".join(map(str, a["width"])) if isinstance(a["width"], list) else a["width"]
+                click.echo(f"  anchor {a['name']:<4} {a['model']:<28} width {width!s:<5} params {a['params']:,}")
         else:
             click.echo(f"{key}: {value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"{key}: {value}")
 

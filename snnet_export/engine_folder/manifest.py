@@ -20,7 +20,7 @@ Schema (``schema_version`` 1)::
       },
       "configs": [{
         "id": 3, "path": "Ti[0..0] -> S[0..11]", "front": "Ti", "end": "S",
-        "position": [0, 0] | null, "stitch_layer": [0, 0] | null,
+        "position": [0, 0] | null, "stitch_layer": [0, 0] | [S, 0, 0] | null, "stage": int | null,
         "flops": 4696010496, "params": 22345960,
         "accuracy": {"acc1": 79.0, "acc5": 94.1, "loss": 0.9} | null,
         "onnx": "stitch_003.onnx", "onnx_sha256": "...",

@@ -2,8 +2,9 @@
 
 Deterministic: a tensor is cast with NumPy's round-to-nearest-even, so an anchor tensor has the
 same FP16 bytes in every stitch and is stored once. Numerically sensitive ops run in FP32:
-``LayerNormalization`` (statistics and affine) and ``Softmax`` get Casts to FP32 around them and
-keep FP32 scale/bias, so no FP16 overflow in variance or exp. Graph inputs and outputs stay FP32
+``LayerNormalization`` (statistics and affine), ``Softmax`` and ``BatchNormalization`` (LeViT's
+BN after each Linear; conv BNs are already folded into the conv at export) get Casts to FP32 around
+them and keep FP32 scale/bias/statistics, so no FP16 overflow in variance, exp or 1/sqrt(var). Graph inputs and outputs stay FP32
 unless ``keep_io_types=False``.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-KEEP_FP32_OPS = ("LayerNormalization", "Softmax")
+KEEP_FP32_OPS = ("LayerNormalization", "Softmax", "BatchNormalization")
 _F32, _F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 
 

@@ -7,132 +7,29 @@ already exported and verified are skipped; every file is written atomically.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import time
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import onnx
-import torch
 
 from .. import __version__
 from ..errors import ExportError, SNNetExportError, first_line
 from ..model.family import FamilySpec, get_family
-from ..model.flops import count_flops, count_params, explicit_attention
+from ..model.flops import count_flops, count_params
 from ..fileio import check_writable, sha256_bytes, sha256_file, write_bytes_atomic
 from ..engine_folder.lock import folder_lock
 from ..engine_folder.manifest import SCHEMA, SCHEMA_VERSION, load_manifest, manifest_path, save_manifest
 from ..model.snnet import SNNet, load_checkpoint, snnet_from_family
 from ..selection import select_ids
+from .trace import DEFAULT_OPSET, onnx_from_stitch
 from .weight_store import WeightStore, weight_file_name
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16")
-DEFAULT_OPSET = 18  # TensorRT 10.3 (JetPack 6) parses it; opset 23's Attention op it cannot
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
-
-
-class _Stitch(torch.nn.Module):
-    """One configuration as a module with a single tensor input (what the exporter traces)."""
-
-    def __init__(self, snnet: SNNet, cfg_id: int) -> None:
-        super().__init__()
-        self.snnet = snnet
-        self.cfg_id = cfg_id
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.snnet(x, self.cfg_id)
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the exporter's progress prints (they would break our progress bars)."""
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        yield
-
-
-def _strip(model: onnx.ModelProto) -> None:
-    """Shrink a graph to what runtimes read; 71 graphs share one weight file, so their own bytes
-    count: drop doc strings, metadata, value_info and node names, bypass Identity nodes, and give
-    intermediate tensors short names (graph inputs, outputs and initializers keep theirs)."""
-    model.doc_string = ""
-    del model.metadata_props[:]
-    g = model.graph
-    g.doc_string = ""
-    del g.value_info[:]
-    keep = {v.name for v in g.input} | {v.name for v in g.output}
-    alias: dict[str, str] = {}
-    nodes = []
-    for n in g.node:
-        if n.op_type == "Identity" and n.output[0] not in keep:
-            alias[n.output[0]] = alias.get(n.input[0], n.input[0])
-            continue
-        nodes.append(n)
-    fixed = keep | {i.name for i in g.initializer}
-    short: dict[str, str] = {}
-    for n in nodes:
-        n.name = ""
-        n.doc_string = ""
-        del n.metadata_props[:]
-        for field in (n.input, n.output):
-            for idx, name in enumerate(field):
-                name = alias.get(name, name)
-                if name and name not in fixed:
-                    name = short.setdefault(name, f"t{len(short):x}")
-                field[idx] = name
-    del g.node[:]
-    g.node.extend(nodes)
-    for init in g.initializer:
-        init.doc_string = ""
-    model.ir_version = min(model.ir_version, 10)  # ONNX Runtime and TensorRT read IR <= 10
-
-
-def onnx_from_stitch(snnet: SNNet, cfg_id: int, opset: int = DEFAULT_OPSET,
-                     precision: str = "fp32", exporter: str = "torchscript") -> onnx.ModelProto:
-    """Trace configuration ``cfg_id`` into an ONNX graph with a symbolic batch dimension.
-
-    Attention is exported decomposed (MatMul/Softmax), so every TensorRT 10.x parser reads it.
-    ``exporter="torchscript"`` (default) is torch.onnx's tracing exporter: about 1 s a stitch on
-    2 cores against about 5 s for ``"dynamo"`` (torch.export + onnxscript rewrites), whose fixed
-    cost dominates a 71-stitch family.
-    """
-    x = torch.randn(2, *snnet.input_size)  # batch 2: a batch of 1 would be specialised by dynamo
-    module = _Stitch(snnet.eval(), cfg_id)
-    with torch.no_grad(), explicit_attention(snnet), _quiet(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if exporter == "dynamo":
-            program = torch.onnx.export(
-                module, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME], dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}},
-                external_data=False, optimize=True, verbose=False)
-            model = program.model_proto
-        elif exporter == "torchscript":
-            buf = io.BytesIO()
-            torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                              do_constant_folding=True)
-            model = onnx.load_from_string(buf.getvalue())
-        else:
-            raise ExportError(f"exporter must be 'torchscript' or 'dynamo', got '{exporter}'")
-    _strip(model)
-    model.graph.name = f"snnet_stitch_{cfg_id:03d}"
-    for value in (model.graph.input[0], model.graph.output[0]):
-        dim = value.type.tensor_type.shape.dim[0]
-        if not dim.dim_param:
-            raise ExportError(f"stitch {cfg_id}: exported {value.name} has a fixed batch dimension")
-        dim.dim_param = "batch"
-    if precision == "fp16":
-        from .fp16 import fp16_from_fp32
-
-        model = fp16_from_fp32(model)
-    return model
 
 
 def _io_spec(values: Sequence[onnx.ValueInfoProto]) -> list[dict[str, Any]]:
@@ -337,7 +234,7 @@ def _export_one(snnet: SNNet, meta: SNNet, cfg_id: int, out: Path, store: Weight
     return {
         "id": cfg_id, "path": snnet.describe(cfg), "front": snnet.anchor_names[cfg.front],
         "end": snnet.anchor_names[cfg.end], "position": list(cfg.position) if cfg.position else None,
-        "stitch_layer": list(cfg.stitch_layer) if cfg.stitch_layer else None,
+        "stitch_layer": list(cfg.stitch_layer) if cfg.stitch_layer else None, "stage": cfg.stage,
         "flops": count_flops(meta, mcfg), "params": count_params(meta, mcfg),
         "accuracy": acc.get(cfg_id), "onnx": name, "onnx_sha256": sha256_bytes(data),
         "onnx_bytes": len(data), "inputs": _io_spec(model.graph.input),

@@ -38,7 +38,9 @@ def torch_load(path: str | Path, what: str = "checkpoint") -> Any:
             raise CheckpointError(
                 f"{what} {path} holds a Python object besides tensors{kind}, which snnet-export never "
                 "unpickles (it could run code). Re-save only the weights where the file was made: "
-                "`torch.save({'model': model.state_dict()}, 'weights.pth')`, and pass weights.pth") from None
+                "`torch.save({'model': model.state_dict()}, 'weights.pth')` (for an SN-Net release "
+                "checkpoint `ckpt`, its ['model'] entry: `torch.save({'model': ckpt['model']}, 'weights.pth')`), "
+                "and pass weights.pth") from None
         # torch's own message advises weights_only=False (the unsafe route): quote only the cause
         cause = [ln for ln in text.splitlines()
                  if ln.strip() and not any(k in ln for k in ("weights_only", "Check the documentation", "file an issue"))]

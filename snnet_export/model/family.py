@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 STITCH_KINDS = ("linear", "conv1x1")
 HEAD_MODES = ("v1", "v2")
+# family kind -> the stitching layer it uses (``vit`` is the DeiT-style single-stage family)
+KINDS = {"vit": "linear", "swin": "linear", "levit": "linear", "resnet": "conv1x1", "resnet-swin": "conv1x1"}
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class AnchorSpec:
     pretrained: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "model": self.model, "kwargs": dict(self.kwargs)}
+        out: dict[str, Any] = {"name": self.name, "model": self.model, "kwargs": _plain(dict(self.kwargs))}
         if self.checkpoint:
             out["checkpoint"] = self.checkpoint
         if self.pretrained:
@@ -46,7 +48,12 @@ class FamilySpec:
         nearest: stitch only neighbouring anchors (Ti->S, S->B), as published.
         stitch_kind: ``linear`` (tokens of ViTs) or ``conv1x1`` (CNN feature maps).
         head: ``v1`` skips the end anchor's final norm on stitched configs (published);
-            ``v2`` applies it.
+            ``v2`` applies it (ViT families only; staged families always apply it).
+        kind: ``vit`` (DeiT-style, one stage of equal depths) or a staged kind: ``swin``,
+            ``resnet``, ``resnet-swin`` (ResNet front, Swin end) or ``levit``.
+        stages: stitched stages of a staged family; ``None`` = the published default (Swin and
+            LeViT: all but the last; ResNet kinds: all but the first and last).
+        input_size: ``(C, H, W)``; needed only for all-ResNet families (default 3x224x224).
     """
 
     name: str
@@ -57,10 +64,13 @@ class FamilySpec:
     stitch_kind: str = "linear"
     head: str = "v1"
     description: str = ""
+    kind: str = "vit"
+    stages: tuple[int, ...] | None = None
+    input_size: tuple[int, int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data (what the YAML format and the manifest hold)."""
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "anchors": [a.to_dict() for a in self.anchors],
@@ -72,6 +82,22 @@ class FamilySpec:
             },
             "head": self.head,
         }
+        if self.kind != "vit":
+            out["kind"] = self.kind
+        if self.stages is not None:
+            out["stitching"]["stages"] = list(self.stages)
+        if self.input_size is not None:
+            out["input_size"] = list(self.input_size)
+        return out
+
+
+def _plain(value: Any) -> Any:
+    """JSON-shaped copy (tuples -> lists) so a spec equals its manifest/YAML round trip."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _vit(name: str, width: int, heads: int, **extra: Any) -> AnchorSpec:
@@ -112,6 +138,81 @@ register_family(FamilySpec(
 ))
 
 DEMO_FAMILY = "digits"
+
+# ---- staged families (SNNET_FAMILIES.md): Swin, ResNet, ResNet->Swin, LeViT -----------------
+_SWIN = "swin_{}_patch4_window7_224"
+register_family(FamilySpec(
+    name="swin-tsb", kind="swin",
+    description="Swin-Ti/S/B (timm), ImageNet-1k, 224x224: the published Swin SN-Net (41 stitches)",
+    anchors=(AnchorSpec("Ti", _SWIN.format("tiny")), AnchorSpec("S", _SWIN.format("small")),
+             AnchorSpec("B", _SWIN.format("base"))),
+))
+register_family(FamilySpec(
+    name="resnet-18-50", kind="resnet", stitch_kind="conv1x1",
+    description="ResNet-18/50 (timm), ImageNet-1k, 224x224: the published CNN SN-Net (10 stitches)",
+    anchors=(AnchorSpec("R18", "resnet18"), AnchorSpec("R50", "resnet50")),
+))
+register_family(FamilySpec(
+    name="resnet18-swin-ti", kind="resnet-swin", stitch_kind="conv1x1",
+    description="ResNet-18 -> Swin-Ti (timm), ImageNet-1k, 224x224: the published CNN->ViT SN-Net (8 stitches)",
+    anchors=(AnchorSpec("R18", "resnet18"), AnchorSpec("Swin-Ti", _SWIN.format("tiny"))),
+))
+register_family(FamilySpec(
+    name="levit-192-256", kind="levit",
+    description="LeViT-192/256 (timm, distilled heads averaged), ImageNet-1k, 224x224 (8 stitches)",
+    anchors=(AnchorSpec("L192", "levit_192"), AnchorSpec("L256", "levit_256")),
+))
+
+
+def _swin(name: str, embed: int, depths: tuple[int, ...], **extra: Any) -> AnchorSpec:
+    kwargs = dict(embed_dim=embed, depths=depths, num_heads=(1, 2, 4, 8), drop_path_rate=0.0, **extra)
+    return AnchorSpec(name=name, model=_SWIN.format("tiny"), kwargs=kwargs)
+
+
+def _resnet(name: str, model: str, **extra: Any) -> AnchorSpec:
+    return AnchorSpec(name=name, model=model, kwargs=dict(channels=(8, 16, 32, 64), stem_width=8, **extra))
+
+
+_TSWIN = dict(img_size=32, patch_size=2, window_size=4, num_classes=10)
+register_family(FamilySpec(
+    name="tiny-swin", kind="swin",
+    description="Tiny Swins for tests: depths 2,2,2,2 / 2,2,6,2 / 2,2,6,2, embed 16/16/24, 32x32, 10 classes",
+    anchors=(_swin("T", 16, (2, 2, 2, 2), **_TSWIN), _swin("S", 16, (2, 2, 6, 2), **_TSWIN),
+             _swin("B", 24, (2, 2, 6, 2), **_TSWIN)),
+))
+register_family(FamilySpec(
+    name="tiny-resnet", kind="resnet", stitch_kind="conv1x1", input_size=(3, 32, 32),
+    description="Tiny ResNet-18/50 shapes for tests: widths 8-64 (x4 for the Bottleneck), 32x32, 10 classes",
+    anchors=(_resnet("R18", "resnet18", num_classes=10), _resnet("R50", "resnet50", num_classes=10)),
+))
+register_family(FamilySpec(
+    name="tiny-resnet-swin", kind="resnet-swin", stitch_kind="conv1x1",
+    description="Tiny ResNet-18 -> Swin (depths 2,2,6,2, window 2) for tests, 32x32, 10 classes",
+    anchors=(_resnet("R18", "resnet18", num_classes=10),
+             _swin("Swin", 16, (2, 2, 6, 2), img_size=32, patch_size=4, window_size=2, num_classes=10)),
+))
+_DSWIN = dict(img_size=16, patch_size=2, window_size=4, in_chans=1, num_classes=10, mlp_ratio=2.0)
+register_family(FamilySpec(
+    name="digits-swin", kind="swin",
+    description="Swin demo family for scikit-learn's digits (16x16, 1 channel): depths 2,2,2,2 / 2,2,6,2, "
+    "embed 32/48, window 4, 10 classes",
+    anchors=(_swin("T", 32, (2, 2, 2, 2), **_DSWIN), _swin("S", 48, (2, 2, 6, 2), **_DSWIN)),
+))
+_DCNN = dict(in_chans=1, num_classes=10)
+register_family(FamilySpec(
+    name="digits-cnn", kind="resnet", stitch_kind="conv1x1", input_size=(1, 32, 32),
+    description="ResNet-18/50 shapes for scikit-learn's digits (32x32, 1 channel): widths 16-128 "
+    "(x4 for the Bottleneck), 10 classes",
+    anchors=(AnchorSpec("R18", "resnet18", dict(channels=(16, 32, 64, 128), stem_width=16, **_DCNN)),
+             AnchorSpec("R50", "resnet50", dict(channels=(16, 32, 64, 128), stem_width=16, **_DCNN))),
+))
+_TLEVIT = dict(img_size=64, key_dim=8, depth=(4, 4, 4), num_classes=10)
+register_family(FamilySpec(
+    name="tiny-levit", kind="levit",
+    description="Tiny LeViTs for tests: widths 16,24,32 / 24,32,48, depth 4,4,4, 64x64, 10 classes",
+    anchors=(AnchorSpec("L1", "levit_192", dict(embed_dim=(16, 24, 32), num_heads=(2, 3, 4), **_TLEVIT)),
+             AnchorSpec("L2", "levit_256", dict(embed_dim=(24, 32, 48), num_heads=(3, 4, 6), **_TLEVIT))),
+))
 
 
 def list_families() -> list[FamilySpec]:
@@ -165,7 +266,10 @@ def family_from_dict(data: Any, source: str = "family spec") -> FamilySpec:
     """Validate plain data (parsed YAML or a manifest's ``family``) into a :class:`FamilySpec`."""
     if not isinstance(data, Mapping):
         raise FamilyError(f"{source}: expected a mapping with 'name' and 'anchors', got {type(data).__name__}")
-    _check_keys(data, {"name", "description", "anchors", "stitching", "head"}, source)
+    _check_keys(data, {"name", "description", "anchors", "stitching", "head", "kind", "input_size"}, source)
+    kind = str(data.get("kind", "vit"))
+    if kind not in KINDS:
+        raise FamilyError(f"{source}: unknown kind '{kind}': expected one of {sorted(KINDS)}")
     anchors = data.get("anchors")
     if not isinstance(anchors, list) or len(anchors) < 2:
         raise FamilyError(f"{source}: 'anchors' must list at least two anchors, small to large")
@@ -175,7 +279,7 @@ def family_from_dict(data: Any, source: str = "family spec") -> FamilySpec:
     st = data.get("stitching") or {}
     if not isinstance(st, Mapping):
         raise FamilyError(f"{source}: 'stitching' must be a mapping")
-    _check_keys(st, {"kernel_size", "stride", "nearest", "layer"}, f"{source}: stitching")
+    _check_keys(st, {"kernel_size", "stride", "nearest", "layer", "stages"}, f"{source}: stitching")
     spec = FamilySpec(
         name=str(data.get("name") or Path(source).stem),
         description=str(data.get("description", "")),
@@ -183,11 +287,17 @@ def family_from_dict(data: Any, source: str = "family spec") -> FamilySpec:
         kernel_size=_positive_int(st.get("kernel_size", 2), f"{source}: stitching.kernel_size"),
         stride=_positive_int(st.get("stride", 1), f"{source}: stitching.stride"),
         nearest=_strict_bool(st.get("nearest", True), f"{source}: stitching.nearest"),
-        stitch_kind=str(st.get("layer", "linear")),
+        stitch_kind=str(st.get("layer", KINDS[kind])),
         head=str(data.get("head", "v1")),
+        kind=kind,
+        stages=_int_list(st["stages"], f"{source}: stitching.stages") if st.get("stages") is not None else None,
+        input_size=_input_size(data.get("input_size"), source),
     )
     if spec.stitch_kind not in STITCH_KINDS:
         raise FamilyError(f"{source}: stitching.layer must be one of {STITCH_KINDS}, got '{spec.stitch_kind}'")
+    if kind != "vit" and spec.stitch_kind != KINDS[kind]:
+        raise FamilyError(f"{source}: a '{kind}' family is stitched with '{KINDS[kind]}' layers, "
+                          f"got stitching.layer '{spec.stitch_kind}'")
     if spec.head not in HEAD_MODES:
         raise FamilyError(f"{source}: head must be one of {HEAD_MODES}, got '{spec.head}'")
     names = [a.name for a in spec.anchors]
@@ -200,6 +310,22 @@ def _strict_bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise FamilyError(f"{where} must be true or false, got {value!r}")
     return value
+
+
+def _int_list(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 0
+                                                       for v in value):
+        raise FamilyError(f"{where} must be a non-empty list of stage indices (0-based), got {value!r}")
+    return tuple(sorted(set(value)))
+
+
+def _input_size(value: Any, source: str) -> tuple[int, int, int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 3 or any(isinstance(v, bool) or not isinstance(v, int)
+                                                             or v < 1 for v in value):
+        raise FamilyError(f"{source}: input_size must be [channels, height, width], got {value!r}")
+    return (value[0], value[1], value[2])
 
 
 def _positive_int(value: Any, where: str) -> int:

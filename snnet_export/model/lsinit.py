@@ -4,6 +4,11 @@ For position (j, k) of pair (a, b): X = front block j's output, Y = the end anch
 block k (the embedding for k = 0), both flattened over batch and tokens (CLS included, no
 centring). Solve ``[X, 1] A = Y`` with the pseudo-inverse; the last row of A is the bias. A layer
 shared by several positions takes the mean of their solutions.
+
+Staged families (Swin, ResNet, LeViT; SNNET_FAMILIES.md 1.5) as the official scripts run it: X = the
+front's output of block j of stage s, Y = the end's output of block k-1, NCHW maps flattened as NHWC
+rows, the model in **train mode** (batch-statistics BatchNorm, which also updates running
+statistics; DropPath active), and the pinv solved in float32 on the CPU.
 """
 from __future__ import annotations
 
@@ -40,6 +45,8 @@ def least_squares(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
 @torch.no_grad()
 def ls_init_(snnet: SNNet, images: torch.Tensor) -> None:
     """Initialise every stitching layer of ``snnet`` in place from one batch of ``images``."""
+    if not isinstance(snnet, SNNet):
+        return staged_ls_init_(snnet, images)
     was_training = snnet.training
     snnet.eval()
     feats: dict[int, list[torch.Tensor]] = {}
@@ -57,5 +64,42 @@ def ls_init_(snnet: SNNet, images: torch.Tensor) -> None:
             ws.append(w)
             bs.append(bias)
         snnet.stitch_layers[p][layer].set_weights(torch.stack(ws).mean(0), torch.stack(bs).mean(0))
+    log.info("LS-initialised %d stitching layers from %d images", len(by_layer), len(images))
+    snnet.train(was_training)
+
+
+def least_squares_f32(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official solve: ``[x, 1] A = y`` with ``torch.linalg.pinv`` in float32 on the CPU."""
+    x, y = x.float().cpu(), y.float().cpu()  # [rows, Dx], [rows, Dy]
+    x1 = torch.cat([x, torch.ones(len(x), 1)], dim=1)  # [rows, Dx+1]
+    a = torch.linalg.pinv(x1) @ y  # [Dx+1, Dy]
+    return a[:-1].T.contiguous(), a[-1].contiguous()
+
+
+@torch.no_grad()
+def staged_ls_init_(snnet: torch.nn.Module, images: torch.Tensor) -> None:
+    """LS init of a staged SN-Net (Swin/ResNet/LeViT) in place, in train mode as published."""
+    from .anchors import rows
+
+    was_training = snnet.training
+    snnet.train()
+    by_layer: dict[tuple[int, ...], list[tuple[int, int, int, int, int]]] = defaultdict(list)
+    for cfg in snnet.configs:  # type: ignore[attr-defined]
+        if cfg.stitch_layer is not None and cfg.position is not None:
+            by_layer[cfg.stitch_layer].append((cfg.stage, cfg.front, cfg.end, *cfg.position))
+    feats: dict[int, list[list[torch.Tensor]]] = {}
+    for key, positions in by_layer.items():
+        ws, bs = [], []
+        for s, a, b, j, k in positions:
+            for idx in (a, b):
+                if idx not in feats:
+                    feats[idx] = snnet.block_features(idx, images)  # type: ignore[operator]
+            x = rows(feats[a][s][j], snnet.views[a].layout)  # type: ignore[index]
+            y = rows(feats[b][s][k - 1], snnet.views[b].layout)  # type: ignore[index]
+            w, bias = least_squares_f32(x, y)
+            ws.append(w)
+            bs.append(bias)
+        S, p, layer = key
+        snnet.stitch_layers[S][p][layer].set_weights(torch.stack(ws).mean(0), torch.stack(bs).mean(0))  # type: ignore[index]
     log.info("LS-initialised %d stitching layers from %d images", len(by_layer), len(images))
     snnet.train(was_training)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -15,31 +15,10 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, FamilyError, first_line
 from .checkpoint import read_state_dict
 from .family import FamilySpec, get_family
+from .layers import StitchingLayer
 from .stitching import StitchConfig, anchor_pairs, enumerate_configs, num_stitch_layers
 
 log = logging.getLogger(__name__)
-
-
-class StitchingLayer(nn.Module):
-    """A linear map with bias on every token (``linear``) or a 1x1 conv on feature maps."""
-
-    def __init__(self, in_features: int, out_features: int, kind: str = "linear") -> None:
-        super().__init__()
-        self.kind = kind
-        if kind == "linear":
-            self.transform: nn.Module = nn.Linear(in_features, out_features)
-        else:
-            self.transform = nn.Conv2d(in_features, out_features, kernel_size=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.transform(x)
-
-    @torch.no_grad()
-    def set_weights(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        """Copy a ``[out, in]`` weight and ``[out]`` bias into the layer."""
-        w = self.transform.weight
-        self.transform.weight.copy_(weight.reshape(w.shape).to(w.dtype))
-        self.transform.bias.copy_(bias.to(w.dtype))  # type: ignore[union-attr]
 
 
 # ---- ViT anchor pieces (timm VisionTransformer API) -------------------------------------------
@@ -194,19 +173,35 @@ def anchors_from_family(family: FamilySpec, device: str | torch.device = "cpu") 
             raise FamilyError(f"family '{family.name}': anchor '{spec.name}' ({spec.model}) "
                               f"rejects its kwargs {dict(spec.kwargs)}: {first_line(exc)}") from None
         if spec.checkpoint:
-            load_state(model, spec.checkpoint, what=f"anchor '{spec.name}' of family '{family.name}'")
+            _load_anchor(model, spec.checkpoint, f"anchor '{spec.name}' of family '{family.name}'")
         anchors.append(model.eval())
     return anchors
 
 
+def _load_anchor(model: nn.Module, path: str, what: str) -> None:
+    """Load one anchor's weights (official Swin/LeViT/ResNet layouts are mapped to timm 1.0)."""
+    from .anchors import arch_of
+    from .published import anchor_from_official
+
+    arch = arch_of(model)
+    sd = read_state_dict(path)
+    load_state(model, anchor_from_official(sd, arch, model) if arch else sd, what=what, source=path)
+
+
 def snnet_from_family(family: FamilySpec | str, device: str | torch.device = "cpu",
-                      seed: int | None = 0) -> SNNet:
-    """Build an SN-Net for ``family`` (a spec, registered name or YAML path)."""
+                      seed: int | None = 0) -> Any:
+    """Build an SN-Net for ``family`` (a spec, registered name or YAML path): an :class:`SNNet`
+    for ViT families, a :class:`.staged.StagedSNNet` for Swin/ResNet/LeViT kinds."""
     family = get_family(family)
     if seed is not None:
         torch.manual_seed(seed)
     with torch.device(device):
-        return SNNet(family, anchors_from_family(family, device)).eval()
+        anchors = anchors_from_family(family, device)
+        if family.kind == "vit":
+            return SNNet(family, anchors).eval()
+        from .staged import StagedSNNet
+
+        return StagedSNNet(family, anchors).eval()
 
 
 def _short(keys: Sequence[str], n: int = 6) -> str:
@@ -215,7 +210,8 @@ def _short(keys: Sequence[str], n: int = 6) -> str:
     return ", ".join(keys[:n]) + more
 
 
-def load_state(model: nn.Module, path_or_sd: str | Path | dict[str, torch.Tensor], what: str) -> None:
+def load_state(model: nn.Module, path_or_sd: str | Path | dict[str, torch.Tensor], what: str,
+               source: str | None = None) -> None:
     """Strictly load a state dict into ``model``; one error names every mismatch."""
     sd = path_or_sd if isinstance(path_or_sd, dict) else read_state_dict(path_or_sd)
     own = model.state_dict()
@@ -226,16 +222,28 @@ def load_state(model: nn.Module, path_or_sd: str | Path | dict[str, torch.Tensor
     if missing or unexpected or shapes:
         parts = [f"{label}: {_short(keys)}" for label, keys in
                  (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if keys]
-        src = path_or_sd if not isinstance(path_or_sd, dict) else "state dict"
+        src = source or (path_or_sd if not isinstance(path_or_sd, dict) else "state dict")
         raise CheckpointError(f"checkpoint {src} does not match {what}: " + "; ".join(parts))
     model.load_state_dict(sd, strict=True)
 
 
-def load_checkpoint(snnet: SNNet, path: str | Path) -> SNNet:
-    """Load a checkpoint in the published layout strictly into ``snnet``."""
-    load_state(snnet, path, what=f"family '{snnet.family.name}' "
-               f"({len(snnet.anchors)} anchors {'/'.join(snnet.anchor_names)}, "
-               f"{len(snnet.stitch_layers)}x{len(snnet.stitch_layers[0])} stitching layers)")
+def load_checkpoint(snnet: Any, path: str | Path) -> Any:
+    """Load a checkpoint in the published layout strictly into ``snnet``.
+
+    Staged families (Swin, ResNet, LeViT) map the official key layouts to timm 1.0 first
+    (:mod:`.published`); LeViT's attention-bias caches are cleared after loading.
+    """
+    n_layers = sum(1 for m in snnet.stitch_layers.modules() if isinstance(m, StitchingLayer))
+    what = (f"family '{snnet.family.name}' ({len(snnet.anchors)} anchors {'/'.join(snnet.anchor_names)}, "
+            f"{n_layers} stitching layers)")
+    if isinstance(snnet, SNNet):
+        load_state(snnet, path, what=what)
+        return snnet
+    from .published import snnet_from_official
+
+    sd = snnet_from_official(read_state_dict(path), snnet)
+    load_state(snnet, sd, what=what, source=str(path))
+    snnet.train(snnet.training)  # clears LeViT's cached attention biases (filled before the load)
     return snnet
 
 

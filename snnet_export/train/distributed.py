@@ -150,6 +150,25 @@ def broadcast_state(snnet: Any, ctx: DistContext) -> None:
             dist.broadcast(t, src=0)
 
 
+def reduce_batchnorm_stats(snnet: Any, ctx: DistContext) -> None:
+    """Average BatchNorm running statistics over ranks (timm's ``--dist-bn reduce``, as the
+    official ResNet SN-Nets train): gradients are synced, but each rank's BatchNorms saw its own
+    batches, so without this the ranks' buffers drift apart (CNN and LeViT families)."""
+    if ctx.world <= 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    for m in snnet.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.track_running_stats:
+            for t in (m.running_mean, m.running_var):
+                if t is not None:
+                    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+                    t.div_(ctx.world)
+            if m.num_batches_tracked is not None:  # ranks draw different configs: keep the largest count
+                dist.all_reduce(m.num_batches_tracked, op=dist.ReduceOp.MAX)
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.world > 1:
         import torch.distributed as dist

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .distributed import DistContext, barrier, sync_gradients
+from .distributed import DistContext, barrier, reduce_batchnorm_stats, sync_gradients
 from ..errors import CheckpointError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -284,6 +284,7 @@ def fit(snnet: Any, splits: Any, cfg: TrainConfig, ctx: DistContext, state_path:
                         "lr": run.sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 2)})
         log.info("epoch %d/%d: loss %.4f (%d steps, %.1fs)", epoch + 1, cfg.epochs, history[-1]["loss"],
                  len(losses), history[-1]["seconds"])
+        reduce_batchnorm_stats(snnet, ctx)
         if ctx.is_main:
             run.save(state_path, epoch + 1, history)
         barrier(ctx)
