@@ -148,12 +148,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     manifest = ensure_export(folder, args.configs, args.family)
     ids = [int(i) for i in args.configs.split(",")]
     torch_run, torch_env = torch_baseline(manifest, args.threads[0])
+    from snnet_export.bench.peak import matmul_peak
+
     load_before, t0, rows = os.getloadavg(), time.perf_counter(), []
+    peaks = {}
     for threads in args.threads:
-        rows += measure_threads(folder, manifest, ids, threads, torch_run, args)
+        peaks[threads] = matmul_peak(threads)  # the machine's own limit, same threads, same run
+        part = measure_threads(folder, manifest, ids, threads, torch_run, args)
+        for r in part:  # achieved GFLOP/s (2 x multiply-adds / p50) as a fraction of that peak
+            r["of_peak"] = {k: round(2 * r["gflops"] * r["batch"] / (st["latency_ms"]["p50"] / 1e3)
+                                     / peaks[threads]["gflops"], 3) for k, st in r["stats"].items()}
+        rows += part
     torch_env.pop("torch_threads", None)  # per section: the same as ORT's
     env = environment(args.threads[0], manifest, onnxruntime=_version("onnxruntime"), **torch_env,
-                      thread_counts=args.threads, ort_modes={m: ort_settings(m, args.threads[0]) for m in MODES},
+                      thread_counts=args.threads, matmul_peak={str(t): p for t, p in peaks.items()},
+                      ort_modes={m: ort_settings(m, args.threads[0]) for m in MODES},
                       load_average={"before": [round(v, 2) for v in load_before],
                                     "after": [round(v, 2) for v in os.getloadavg()]},
                       seconds=round(time.perf_counter() - t0, 1))
@@ -235,6 +244,10 @@ def markdown(res: dict[str, Any]) -> str:
             "MLAS-prepacked weights (a private packed copy per session). All: ORT_ENABLE_ALL, sequential, "
             "intra-op threads = the section's thread count, ORT's default spinning during a run, "
             "`session.force_spinning_stop=1` (an idle session must not spin while the next contender runs).", ""]
+    for t, p in (env.get("matmul_peak") or {}).items():
+        out += [f"**Matmul peak** at {t} thread(s), measured in this run: {p['gflops']} GFLOP/s (best of ONNX Runtime "
+                f"and NumPy SGEMM on {p['shape']}). Speed-ups depend on the machine: compare the fraction of this "
+                "peak each contender reaches (`of_peak` per row in the .json).", ""]
     for t in env["thread_counts"]:
         for b, goal in res["goals"].items():
             if str(b) not in res["speedup_geomean"][str(t)]:

@@ -29,11 +29,12 @@ class DemoSettings:
     batches: tuple[int, ...] = (1, 16)
     bench_runs: int = 5
     bench_seconds: float = 0.1  # per stitch and batch: 142 stitch profiles must fit the demo's budget
+    bench_rounds: int = 5  # interleaved rounds over all stitches (see bench.measure)
 
     @classmethod
     def fast(cls) -> "DemoSettings":
         return cls(anchor_epochs=1, snnet_epochs=1, steps_per_epoch=3, configs="0-4,40,70",
-                   batches=(1, 4), bench_runs=3, bench_seconds=0.05)
+                   batches=(1, 4), bench_runs=3, bench_seconds=0.05, bench_rounds=2)
 
 
 @dataclass
@@ -97,7 +98,8 @@ def run_demo(workdir: str | Path = "engines/demo", settings: DemoSettings | None
 
                     build_engines(folder, "dgpu", progress=progress)
                 profile_from_engines(folder, backend=backend, batches=s.batches, runs=s.bench_runs,
-                                     min_seconds=s.bench_seconds, warmup=2, progress=progress, reuse=True)
+                                     min_seconds=s.bench_seconds, warmup=2, progress=progress, reuse=True,
+                                     rounds=s.bench_rounds)
     with _step(result, "report"):
         for folder in folders.values():
             report_from_profile(folder)

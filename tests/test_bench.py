@@ -200,3 +200,105 @@ def test_cli_bench_missing_folder(tmp_path):
     res = CliRunner().invoke(cli, ["bench", str(tmp_path / "nope")])
     assert res.exit_code == 1 and "not an engine folder" in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+# ---- spread, machine state, efficiency, merge ---------------------------------------------------
+
+def test_records_carry_ci_efficiency_and_machine_state(measured):
+    env = measured["environment"]
+    assert env["timing"]["rounds"] == 5 and env["matmul_peak"]["gflops"] > 0
+    assert env["matmul_peak"]["threads"] == 1 and set(env["cpu_mhz"]) == {"before", "after"}
+    assert len(env["load_average"]["before"]) == 3
+    for r in measured["stitches"]:
+        lo, hi = r["latency_ms"]["ci95"]
+        assert lo <= r["latency_ms"]["p50"] <= hi and r["rel_ci"] == pytest.approx((hi - lo) / r["latency_ms"]["p50"],
+                                                                                  abs=1e-3)
+        assert r["throughput_ci95"][0] <= r["throughput"] <= r["throughput_ci95"][1]
+        eff = r["efficiency"]
+        assert eff["gflops"] > 0 and eff["of_peak"] == pytest.approx(eff["gflops"] / env["matmul_peak"]["gflops"],
+                                                                    rel=1e-2)
+    q = measured["quality"]["batches"]
+    assert set(q) == {"1", "4"} and all(isinstance(v["rankable"], bool) for v in q.values())
+
+
+def test_efficiency_is_twice_macs_over_latency(tiny_folder, measured):
+    from snnet_export.engine_folder.manifest import load_manifest
+
+    macs = {e["id"]: e["flops"] for e in load_manifest(tiny_folder)["configs"]}
+    for r in measured["stitches"]:
+        want = 2 * macs[r["id"]] * r["batch"] / (r["latency_ms"]["p50"] / 1e3) / 1e9
+        assert r["efficiency"]["gflops"] == pytest.approx(want, rel=1e-2)
+
+
+@pytest.fixture()
+def folder_copy(tiny_folder, measured, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(tiny_folder, tmp_path / "copy"))
+
+
+def test_rebench_of_a_subset_merges_into_the_profile(folder_copy, measured):
+    path = profile_path(folder_copy, device_name("ort"), "ort")
+    before = json.loads(path.read_text())
+    merged = profile_from_engines(folder_copy, batches="1,2", configs="3", threads=1, peak=False, **FAST)
+    assert json.loads(path.read_text()) == merged
+    keys = sorted((r["id"], r["batch"]) for r in merged["stitches"])
+    assert keys == sorted([(i, b) for i in IDS for b in (1, 4)] + [(3, 2)])
+    old = {(r["id"], r["batch"]): r for r in before["stitches"]}
+    for r in merged["stitches"]:
+        if r["id"] != 3:
+            assert r == old[r["id"], r["batch"]]  # untouched
+    sessions = before.get("sessions", [{}])
+    assert merged["batches"] == [1, 2, 4] and len(merged["sessions"]) == len(sessions) + 1
+    assert merged["sessions"][-1]["ids"] == [3] and merged["sessions"][0]["ids"] == IDS
+    assert len(merged["baseline"]["torch"]) == len(measured["baseline"]["torch"])  # kept
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    (dict(ort_mode="fused"), "ort_mode 'shared' (existing) vs 'fused' (this run)"),
+    (dict(threads=2), "threads 1 (existing) vs 2 (this run)"),
+    (dict(spinning=False), "ort"),
+])
+def test_incompatible_rebench_is_refused_with_the_reason(folder_copy, kwargs, reason):
+    path = profile_path(folder_copy, device_name("ort"), "ort")
+    before = path.read_text()
+    args = dict(dict(threads=1, peak=False, **FAST), **kwargs)
+    with pytest.raises(BenchError, match="cannot merge") as err:
+        profile_from_engines(folder_copy, batches=1, configs="0", **args)
+    assert reason in str(err.value) and "--replace" in str(err.value)
+    assert path.read_text() == before
+    fresh = profile_from_engines(folder_copy, batches=1, configs="0", replace=True, **args)
+    assert [(r["id"], r["batch"]) for r in json.loads(path.read_text())["stitches"]] == [(0, 1)]
+    assert "sessions" not in fresh
+
+
+def test_noisy_profile_warns_and_marks_unrankable(folder_copy, caplog):
+    import logging
+    from snnet_export.bench import measure
+
+    real = measure.time_interleaved
+
+    def noisy(fns, *args, **kw):  # every other run of each stitch 3x slower: a wide CI
+        out = real(fns, *args, **kw)
+        return {k: [v * (3.0 if n % 2 else 1.0) for n, v in enumerate(vals)] for k, vals in out.items()}
+
+    measure.time_interleaved = noisy
+    try:
+        with caplog.at_level(logging.WARNING):
+            prof = profile_from_engines(folder_copy, batches=1, configs="0,1", threads=1, peak=False,
+                                        write=False, **FAST)
+    finally:
+        measure.time_interleaved = real
+    q = prof["quality"]["batches"]["1"]
+    assert q["rankable"] is False and q["noisy"] == [0, 1]
+    assert "ranking is not resolved" in caplog.text
+
+
+def test_cli_bench_refusal_is_one_line(folder_copy):
+    from click.testing import CliRunner
+
+    from snnet_export.cli import cli
+
+    res = CliRunner().invoke(cli, ["bench", str(folder_copy), "--batch", "1", "--configs", "0", "--runs", "1",
+                                   "--warmup", "0", "--min-seconds", "0", "--threads", "2"])
+    assert res.exit_code == 1 and "cannot merge" in res.output and "Traceback" not in res.output

@@ -140,3 +140,38 @@ def test_cli_report_errors(tmp_path, kind, message):
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_unresolved_frontier_stitches_are_marked(tmp_path):
+    """A frontier stitch whose throughput CI overlaps its more accurate neighbour's is marked."""
+    folder = make_folder(tmp_path / "ci")
+    path = folder / "profile.cpu-toy.json"
+    prof = json.loads(path.read_text())
+    for r in prof["stitches"]:  # +-2 % CIs, except stitch 7 at batch 1: +-40 %, overlapping stitch 6
+        w = 0.4 if (r["id"], r["batch"]) == (7, 1) else 0.02
+        r["throughput_ci95"] = [r["throughput"] * (1 - w), r["throughput"] * (1 + w)]
+        p50 = r["latency_ms"]["p50"]
+        r["latency_ms"]["ci95"] = [p50 / (1 + w), p50 / (1 - w)]
+    prof["quality"] = {"max_rel_ci": 0.1, "batches": {"1": {"median_rel_ci": 0.04, "max_rel_ci": 1.1, "noisy": [7],
+                                                            "rankable": False}}}
+    path.write_text(json.dumps(prof))
+    md = report_from_profile(folder, batch=1).read_text()
+    assert frontier_ids(md) == expected_front(1, True)  # the frontier itself is unchanged
+    front = md.split("## Pareto frontier")[1].split("\n## ")[0]
+    marked = [int(line.split("|")[1]) for line in front.splitlines() if "(not resolved)" in line]
+    assert marked == [7]
+    assert "1 frontier stitch(es) marked *not resolved*" in md
+    assert "**Warning**: batch 1: 1 stitch(es)" in md
+    md8 = report_from_profile(folder, batch=8).read_text()
+    front8 = md8.split("## Pareto frontier")[1].split("\n## ")[0]
+    # at batch 8, stitch 3 (520 +-2 %) is not resolved from the more accurate anchor S (500 +-2 %)
+    assert [int(line.split("|")[1]) for line in front8.splitlines() if "(not resolved)" in line] == [3]
+
+
+def test_unresolved_on_front_rule():
+    from snnet_export.engine_folder.profile import unresolved_on_front
+
+    front = [2, 6, 7, 1]  # slowest first
+    ci = {2: (85, 95), 6: (95, 105), 7: (104, 200), 1: (250, 260)}
+    assert unresolved_on_front(front, ci) == {6, 7}  # 6 touches 2 at 95; 7 overlaps 6
+    assert unresolved_on_front(front, {2: None, 6: (95, 105)}) == set()

@@ -107,7 +107,8 @@ def test_hysteresis_prevents_flapping(folder):
 
 
 def test_threads_get_correct_outputs_while_budget_changes(folder):
-    sel = Selector(folder, hysteresis=0.0)
+    # not adaptive: the fake profile is far from the real speed, the correction would move the choice
+    sel = Selector(folder, hysteresis=0.0, adaptive=False)
     table = _table(sel)
     front = sorted(sel.frontier, key=lambda i: table[i][0])
     a, b = front[0], front[-1]

@@ -1,7 +1,10 @@
 """Measurement and reporting: ``profile.<device>.json`` from an engine folder, and the report.
 
 Owns: :mod:`.measure` (``profile_from_engines``: times every stitch with the runtime's own
-runners, optionally against PyTorch eager), :mod:`.report` (``report.md``, plot, Pareto table).
+runners in interleaved rounds), :mod:`.stats` (CI of the median, rank agreement, machine state),
+:mod:`.peak` (the machine's FP32 matmul peak, achieved fraction), :mod:`.merge` (merging a re-bench
+into the profile, ranking quality), :mod:`.baseline` (optional PyTorch eager baseline),
+:mod:`.report` (``report.md``, plot with CIs, Pareto table).
 May import: NumPy, :mod:`snnet_export.engine_folder`, :mod:`snnet_export.runtime` (the same
 runners the selector uses), matplotlib (lazily, ``[plot]`` extra), torch (lazily, only for the
 optional PyTorch baseline). No torch at import time.

@@ -1,12 +1,14 @@
 """Measure every stitch of an engine folder on this machine: ``profile.<device>.json``.
 
-``profile_from_engines`` times each stitch with ONNX Runtime (or TensorRT engines) at each batch:
-warm-up runs, then timed runs until both ``runs`` and ``min_seconds`` are reached; it records
-throughput (images/s, from the median latency) and latency mean/p50/p90/p99. With
-``baseline_torch=True`` the same stitches run in PyTorch eager, interleaved with the backend's
-runs (round-robin per stitch and batch) so that load from other processes hits both alike.
+``profile_from_engines`` keeps every selected stitch open and times them with ONNX Runtime (or
+TensorRT engines) in interleaved rounds over all stitches and batches, until each has ``runs``
+timed runs and ``min_seconds`` of timed work; it records throughput (images/s, from the median
+latency), latency mean/p50/p90/p99, the 95 % CI of the median (:mod:`.stats`), the achieved
+fraction of the machine's matmul peak (:mod:`.peak`) and the machine's load and clock, then merges
+into this device's existing profile (:mod:`.merge`). With ``baseline_torch=True`` the same stitches
+run in PyTorch eager (:mod:`.baseline`), interleaved with the backend's runs.
 
-The measurement loop imports no torch; only the baseline does. Schema: :mod:`.runtime.profile`.
+The measurement loop imports no torch; only the baseline does. Schema: :mod:`.engine_folder.profile`.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import BenchError
+from .baseline import torch_baseline
 from ..engine_folder.profile import PROFILE_SCHEMA, PROFILE_VERSION, cpu_name, device_name, profile_path
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,8 @@ ORT_MODES: dict[str, dict[str, Any]] = {
 }
 #: the default measures what the runtime selector runs, so its budgets hold
 DEFAULT_ORT_MODE = "shared"
+#: interleaved rounds a stitch's runs are spread over (see ``profile_from_engines``)
+DEFAULT_ROUNDS = 5
 Runner = Callable[[np.ndarray], Any]
 
 
@@ -67,13 +72,22 @@ def default_threads() -> int:
 
 
 def latency_stats(seconds: Sequence[float], batch: int) -> dict[str, Any]:
-    """Profile record fields from per-run latencies (seconds) of one batch size."""
+    """Profile record fields from per-run latencies (seconds) of one batch size.
+
+    ``latency_ms.ci95`` is the 95 % confidence interval of the median (:func:`.stats.median_ci`),
+    ``throughput_ci95`` the matching throughput interval, ``rel_ci`` its width over the median.
+    """
+    from .stats import median_ci, rel_width
+
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
     p50, p90, p99 = (float(np.percentile(ms, q)) for q in (50, 90, 99))
+    lo, hi = median_ci(ms)
     return {"batch": batch, "throughput": round(batch * 1e3 / p50, 3),
+            "throughput_ci95": [round(batch * 1e3 / hi, 3), round(batch * 1e3 / lo, 3)],
             "latency_ms": {"mean": round(float(ms.mean()), 4), "p50": round(p50, 4),
-                           "p90": round(p90, 4), "p99": round(p99, 4), "min": round(float(ms.min()), 4)},
-            "runs": int(ms.size)}
+                           "p90": round(p90, 4), "p99": round(p99, 4), "min": round(float(ms.min()), 4),
+                           "ci95": [round(lo, 4), round(hi, 4)]},
+            "rel_ci": round(rel_width(p50, (lo, hi)), 4), "runs": int(ms.size)}
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], Any]], warmup: int = 3, runs: int = 20,
@@ -130,7 +144,7 @@ def ort_settings(mode: str, threads: int, spinning: bool | None = None) -> dict[
 
 def ort_runners(folder: Path, manifest: dict[str, Any], ids: Sequence[int], threads: int,
                 mode: str, spinning: bool | None = None) -> Iterable[tuple[int, Runner]]:
-    """Open each stitch's ORT session in turn (one resident at a time) and yield its runner."""
+    """Open each stitch's ORT session in turn and yield its runner (the caller keeps them resident)."""
     from ..engine_folder.manifest import config_entry
     from ..runtime.ort.runner import OrtRunner, ort_session
     from ..engine_folder.weight_file import WeightFile
@@ -138,7 +152,9 @@ def ort_runners(folder: Path, manifest: dict[str, Any], ids: Sequence[int], thre
     opts = ort_options(mode, spinning)
     weights = WeightFile(folder, manifest["weights"])
     for cfg_id in ids:
-        sess = ort_session(folder, config_entry(manifest, cfg_id), weights, threads=threads, **opts)
+        # one activation arena for all open sessions, as in the selector
+        sess = ort_session(folder, config_entry(manifest, cfg_id), weights, threads=threads, shared_arena=True,
+                           **opts)
         yield cfg_id, OrtRunner(sess, cfg_id)
         del sess
 
@@ -168,43 +184,6 @@ def trt_runners(folder: Path, manifest: Mapping[str, Any], ids: Sequence[int], t
     backend = next(iter(engines.values())).scratch.backend
     gpu, device = backend.device_info()[0], this_gpu_device(backend)  # this GPU, as the selector looks it up
     return device, gpu, target, ((i, engines[i].run) for i in ids if i in engines)
-
-
-def torch_baseline(manifest: Mapping[str, Any], threads: int,
-                   cuda: bool = False) -> tuple[Callable[[int], Runner], dict[str, Any]]:
-    """PyTorch eager runner factory for the manifest's family and weights, and its environment.
-
-    The SNNet is built from ``manifest["family"]`` with the exported checkpoint, or with random
-    weights of the recorded seed (speed does not depend on the values).
-    """
-    import torch
-
-    from ..model.family import family_from_dict
-    from ..model.snnet import load_checkpoint, snnet_from_family
-
-    torch.set_num_threads(threads)
-    ckpt = manifest.get("checkpoint") or {"path": "random", "seed": 0}
-    net = snnet_from_family(family_from_dict(manifest["family"]), seed=ckpt.get("seed", 0))
-    if ckpt.get("path", "random") != "random":
-        load_checkpoint(net, ckpt["path"])
-    device = torch.device("cuda" if cuda else "cpu")
-    dtype = torch.float16 if cuda and manifest.get("precision") == "fp16" else torch.float32
-    net = net.to(device, dtype).eval()
-
-    def runner(cfg_id: int) -> Runner:
-        def run(x: np.ndarray) -> Any:
-            with torch.inference_mode():
-                y = net(torch.from_numpy(x).to(device, dtype), cfg_id)
-                if cuda:
-                    torch.cuda.synchronize()
-            return y
-        return run
-
-    env = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-           "torch_device": str(device), "torch_dtype": str(dtype).replace("torch.", ""),
-           "torch_weights": f"random (seed {ckpt.get('seed', 0)})" if ckpt.get("path", "random") == "random"
-           else ckpt["path"]}
-    return runner, env
 
 
 # ---- the profile -----------------------------------------------------------------------------------
@@ -255,32 +234,43 @@ def profile_from_engines(
     configs: str | Sequence[int] | None = None, warmup: int = 3, runs: int = 20,
     threads: int | None = None, baseline_torch: bool = False, min_seconds: float = 1.0, *,
     ort_mode: str = DEFAULT_ORT_MODE, target: str | None = None, progress: bool = True,
-    write: bool = True, reuse: bool = False, spinning: bool | None = None,
+    write: bool = True, reuse: bool = False, spinning: bool | None = None, rounds: int = DEFAULT_ROUNDS,
+    replace: bool = False, peak: bool = True,
 ) -> dict[str, Any]:
-    """Measure each stitch of an engine folder on this machine and write its profile.
+    """Measure each stitch of an engine folder on this machine and write (or merge) its profile.
+
+    All selected stitches stay open, and the timing goes in ``rounds`` rounds; each round visits
+    every stitch and batch (in a rotated order) for its share of the runs, so a load change while
+    ``bench`` runs spreads over all stitches instead of biasing the ones measured during it.
 
     Args:
         folder: the engine folder (``manifest.json``, stitch ONNX files, weight file).
         backend: ``ort`` (ONNX Runtime, CPU) or ``trt`` (the folder's TensorRT engines).
         batches: batch sizes, e.g. ``(1, 16)`` or ``"1,16"``.
         configs: stitch ids (``"0-2,10"`` or a list); ``None`` measures every exported one.
-        warmup, runs, min_seconds: untimed runs, then at least ``runs`` timed runs and
-            ``min_seconds`` of timed work per stitch and batch.
+        warmup, runs, min_seconds: untimed runs (before the first round; one per later visit), then
+            in all at least ``runs`` timed runs and ``min_seconds`` of timed work per stitch and batch.
+        rounds: interleaved rounds the runs are spread over.
         threads: intra-op threads of ORT and of the PyTorch baseline (default: usable cores).
         baseline_torch: also time PyTorch eager, interleaved, under ``profile["baseline"]["torch"]``.
         ort_mode: a key of :data:`ORT_MODES` (``shared``: the selector's one-copy setting;
             ``fused``: + fused attention; ``fast``: + prepacked weights).
         spinning: override the mode's thread spinning (``False`` helps on an oversubscribed CPU).
         target: the TensorRT target whose engines to load (default: the folder's only one).
-        write: write ``profile.<device>.json`` atomically into ``folder``.
+        write: write ``profile.<device>.json`` atomically into ``folder``, merged with this device's
+            existing profile of the same settings (re-measured stitches replaced, others kept).
+        replace: discard an existing profile measured with other settings instead of refusing.
         reuse: return this device's existing profile instead when it already covers these
             stitches and batches with the same settings (no measurement).
+        peak: measure the machine's FP32 matmul peak first (CPU backends; ~3 s) and record each
+            stitch's achieved GFLOP/s as a fraction of it.
 
     Returns:
         The profile (schema in :mod:`snnet_export.engine_folder.profile`).
 
     Raises:
-        BenchError: bad batches, stitches or backend. MissingDependencyError: no TensorRT.
+        BenchError: bad batches, stitches or backend, or an existing profile whose settings differ
+            (unless ``replace``). MissingDependencyError: no TensorRT.
     """
     from ..engine_folder.manifest import load_manifest
 
@@ -291,7 +281,7 @@ def profile_from_engines(
     manifest = load_manifest(folder)
     if not write:
         return _profile_locked(folder, backend, batches, manifest, configs, warmup, runs, threads, baseline_torch,
-                               min_seconds, ort_mode, target, progress, False, reuse, spinning)
+                               min_seconds, ort_mode, target, progress, False, reuse, spinning, (rounds, replace, peak))
     from ..engine_folder.lock import folder_lock
     from ..fileio import check_writable
 
@@ -301,16 +291,23 @@ def profile_from_engines(
     check_writable(probe, "profile", BenchError, folder=False)
     with folder_lock(folder, "bench"):
         return _profile_locked(folder, backend, batches, manifest, configs, warmup, runs, threads, baseline_torch,
-                               min_seconds, ort_mode, target, progress, True, reuse, spinning)
+                               min_seconds, ort_mode, target, progress, True, reuse, spinning, (rounds, replace, peak))
 
 
 def _profile_locked(folder: Path, backend: str, batches: tuple[int, ...], manifest: dict[str, Any],
                     configs: str | Sequence[int] | None, warmup: int, runs: int, threads: int | None,
                     baseline_torch: bool, min_seconds: float, ort_mode: str, target: str | None,
-                    progress: bool, write: bool, reuse: bool, spinning: bool | None) -> dict[str, Any]:
-    """The measuring part of :func:`profile_from_engines` (under the folder lock when it writes)."""
-    from ..fileio import write_json_atomic
+                    progress: bool, write: bool, reuse: bool, spinning: bool | None,
+                    more: tuple[int, bool, bool]) -> dict[str, Any]:
+    """The measuring part of :func:`profile_from_engines` (under the folder lock when it writes).
 
+    ``more`` is ``(rounds, replace, peak)``.
+    """
+    from .merge import finish_profile
+    from .peak import add_efficiency, matmul_peak, peak_of_run
+    from .stats import machine_state
+
+    rounds, replace, peak = more
     ids = select_stitches(manifest, configs, folder)
     threads = int(threads or default_threads())
     if reuse and backend == "ort" and spinning is None:
@@ -328,14 +325,23 @@ def _profile_locked(folder: Path, backend: str, batches: tuple[int, ...], manife
     if baseline_torch:
         torch_run, torch_env = torch_baseline(manifest, threads, cuda=backend == "trt")
         extra.update(torch_env)
-    load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    before = machine_state()
+    peaks = [matmul_peak(threads)] if peak and backend == "ort" else []
     t0 = time.perf_counter()
-    records, base = _measure(backend, runners, len(ids), manifest, batches, torch_run,
-                             (warmup, runs, min_seconds), progress)
-    extra["load_average"] = {"before": load, "after": [round(v, 2) for v in os.getloadavg()]} if load else None
-    extra["timing"] = {"warmup": warmup, "runs": runs, "min_seconds": min_seconds,
-                       "throughput": "batch / median latency", "order": "round-robin per stitch and batch",
-                       "seconds": round(time.perf_counter() - t0, 1)}
+    records, base = _measure(backend, dict(runners), manifest, batches, torch_run,
+                             (warmup, runs, min_seconds, rounds), progress)
+    seconds = round(time.perf_counter() - t0, 1)
+    if peaks:  # before and after: the machine's speed drifts; the run's peak is the better of the two
+        extra["matmul_peak"] = peak_of_run(peaks + [matmul_peak(threads)])
+    after = machine_state()
+    extra["load_average"] = {"before": before["load_average"], "after": after["load_average"]} \
+        if before["load_average"] else None
+    extra["cpu_mhz"] = {"before": before["cpu_mhz"], "after": after["cpu_mhz"]}
+    extra["timing"] = {"warmup": warmup, "runs": runs, "min_seconds": min_seconds, "rounds": rounds,
+                       "throughput": "batch / median latency", "ci95": "order statistics of the median",
+                       "order": "interleaved rounds over all stitches and batches",
+                       "seconds": seconds}
+    add_efficiency(records, manifest, (extra.get("matmul_peak") or {}).get("gflops"))
     profile: dict[str, Any] = {
         "schema": PROFILE_SCHEMA, "version": PROFILE_VERSION, "device": device, "backend": backend,
         "precision": manifest.get("precision"),
@@ -345,34 +351,45 @@ def _profile_locked(folder: Path, backend: str, batches: tuple[int, ...], manife
     profile.update({"ort_mode": ort_mode} if backend == "ort" else {"target": extra["target"]})
     if torch_run is not None:
         profile["baseline"] = {"torch": base}
-    if write:
-        path = profile_path(folder, device, backend)
-        write_json_atomic(path, profile)
-        log.debug("profile of %d stitches written to %s", len(ids), path)
-    return profile
+    return finish_profile(folder, profile, write, replace)
 
 
-def _measure(backend: str, runners: Iterable[tuple[int, Runner]], count: int, manifest: Mapping[str, Any],
+def _measure(backend: str, runners: Mapping[int, Runner], manifest: Mapping[str, Any],
              batches: Sequence[int], torch_run: Callable[[int], Runner] | None,
-             timing: tuple[int, int, float], progress: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Time every stitch at every batch (PyTorch interleaved); ``(records, baseline records)``."""
+             timing: tuple[int, int, float, int], progress: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Time every stitch at every batch in interleaved rounds (PyTorch interleaved too).
+
+    Returns:
+        ``(records, baseline records)``, one record per stitch and batch, in id order.
+    """
     from ..progress import progress_bar
 
+    warmup, runs, min_seconds, rounds = timing
+    rounds = max(1, int(rounds))
     rng = np.random.default_rng(0)
     inputs = {b: rng.standard_normal((b, *manifest["input_shape"])).astype(np.float32) for b in batches}
-    records: list[dict[str, Any]] = []
-    base: list[dict[str, Any]] = []
-    bar = progress_bar(runners, desc=f"bench {backend}", unit="stitch", disable=not progress, total=count)
-    for cfg_id, run in bar:
-        for batch, x in inputs.items():
-            fns: dict[str, Callable[[], Any]] = {backend: partial(run, x)}
-            if torch_run is not None:
-                fns["torch"] = partial(torch_run(cfg_id), x)
-            lat = time_interleaved(fns, *timing)
-            records.append({"id": cfg_id, **latency_stats(lat[backend], batch)})
-            if torch_run is not None:
-                base.append({"id": cfg_id, **latency_stats(lat["torch"], batch)})
-        bar.set_postfix_str(f"id {cfg_id} " + " ".join(f"b{r['batch']} {r['throughput']:.0f}/s"
-                                                         for r in records[-len(batches):]))
-        log.debug("stitch %d: %s", cfg_id, records[-len(batches):])
+    ids = list(runners)
+    torch_runs = {i: torch_run(i) for i in ids} if torch_run is not None else {}
+    lat: dict[tuple[str, int, int], list[float]] = {}
+    per_round = max(1, math.ceil(runs / rounds))
+    bar = progress_bar(None, desc=f"bench {backend}", unit="stitch", disable=not progress, total=rounds * len(ids))
+    for r in range(rounds):
+        shift = (r * len(ids)) // rounds  # each round starts at another stitch
+        for cfg_id in ids[shift:] + ids[:shift]:
+            for batch, x in inputs.items():
+                fns: dict[str, Callable[[], Any]] = {backend: partial(runners[cfg_id], x)}
+                if torch_run is not None:
+                    fns["torch"] = partial(torch_runs[cfg_id], x)
+                got = time_interleaved(fns, warmup if r == 0 else min(1, warmup), per_round,
+                                       min_seconds / rounds)
+                for name, values in got.items():
+                    lat.setdefault((name, cfg_id, batch), []).extend(values)
+            bar.update(1)
+        bar.set_postfix_str(f"round {r + 1}/{rounds}")
+    bar.close()
+    records = [{"id": i, **latency_stats(lat[backend, i, b], b)} for i in ids for b in batches]
+    base = [{"id": i, **latency_stats(lat["torch", i, b], b)} for i in ids for b in batches] if torch_runs else []
+    for rec in records:
+        log.debug("stitch %d batch %d: p50 %.3f ms, CI %s", rec["id"], rec["batch"], rec["latency_ms"]["p50"],
+                  rec["latency_ms"]["ci95"])
     return records, base

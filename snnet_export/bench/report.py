@@ -39,6 +39,8 @@ class Point:
     top1: float | None
     gflops: float
     mparams: float
+    ci: tuple[float, float] | None = None  # throughput 95 % CI of the median
+    of_peak: float | None = None  # achieved GFLOP/s / the run's matmul peak
 
 
 def _profile(folder: Path, profile: str | Path | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -65,7 +67,9 @@ def points_from_profile(manifest: Mapping[str, Any], profile: Mapping[str, Any],
         anchor = e.get("position") is None
         out.append(Point(cfg_id, e["path"], e["front"] if anchor else f"{e['front']}->{e['end']}", anchor,
                          float(rec["throughput"]), float(rec["latency_ms"]["p50"]),
-                         float(rec["latency_ms"]["p99"]), accuracy_of(e), e["flops"] / 1e9, e["params"] / 1e6))
+                         float(rec["latency_ms"]["p99"]), accuracy_of(e), e["flops"] / 1e9, e["params"] / 1e6,
+                         tuple(rec["throughput_ci95"]) if rec.get("throughput_ci95") else None,
+                         (rec.get("efficiency") or {}).get("of_peak")))
     return out
 
 
@@ -91,6 +95,14 @@ def frontier(points: Sequence[Point], proxy: bool) -> list[Point]:
     return [by_id[i] for i in ids]
 
 
+def unresolved(front: Sequence[Point]) -> set[int]:
+    """Frontier ids whose speed advantage over their more accurate neighbour is within the noise."""
+    from ..engine_folder.profile import unresolved_on_front
+
+    order = sorted(front, key=lambda p: p.throughput)
+    return unresolved_on_front([p.id for p in order], {p.id: p.ci for p in order})
+
+
 def _plot(points: Sequence[Point], front: Sequence[Point], fit: dict[str, float] | None, proxy: bool,
           batch: int, title: str) -> Any:
     """The two-panel figure: throughput vs Top-1 (or GFLOPs) and GFLOPs vs latency."""
@@ -110,6 +122,17 @@ def _plot(points: Sequence[Point], front: Sequence[Point], fit: dict[str, float]
         pts = [p for p in points if p.pair == pair]
         ax.scatter([p.throughput for p in pts], [yof(p) for p in pts], s=22, color=colors[pair], alpha=0.8,
                    label=f"{pair} stitches ({len(pts)})")
+    with_ci = [p for p in points if p.ci]
+    if with_ci:  # 95 % CI of each stitch's median throughput
+        ax.errorbar([p.throughput for p in with_ci], [yof(p) for p in with_ci],
+                    xerr=[[p.throughput - p.ci[0] for p in with_ci], [p.ci[1] - p.throughput for p in with_ci]],
+                    fmt="none", ecolor="gray", elinewidth=0.8, alpha=0.7, zorder=1)
+    loose = unresolved(front)
+    if loose:
+        pts = [p for p in front if p.id in loose]
+        ax.scatter([p.throughput for p in pts], [yof(p) for p in pts], s=110, facecolors="none",
+                   edgecolors="crimson", linewidths=1.2, zorder=4,
+                   label=f"frontier, not resolved from its neighbour ({len(pts)})")
     anchors = [p for p in points if p.anchor]
     ax.scatter([p.throughput for p in anchors], [yof(p) for p in anchors], s=90, marker="*", color="black",
                zorder=3, label="anchors")
@@ -147,14 +170,52 @@ def _fmt(v: float | None, digits: int = 1) -> str:
     return "-" if v is None else f"{v:,.{digits}f}"
 
 
-def _table(points: Sequence[Point], speedup: Mapping[int, float] | None) -> list[str]:
-    head = "| id | path | throughput (img/s) | latency p50 (ms) | p99 (ms) | Top-1 (%) | GFLOPs | Mparams |"
-    rows = [head + (" vs PyTorch |" if speedup else ""), "|" + "---|" * (8 + bool(speedup))]
+def _table(points: Sequence[Point], speedup: Mapping[int, float] | None, loose: set[int] | None = None) -> list[str]:
+    head = ("| id | path | throughput (img/s) | 95% CI | latency p50 (ms) | p99 (ms) | Top-1 (%) | GFLOPs | Mparams "
+            "| of matmul peak |")
+    rows = [head + (" vs PyTorch |" if speedup else ""), "|" + "---|" * (10 + bool(speedup))]
     for p in points:
-        row = (f"| {p.id} | {p.path} | {_fmt(p.throughput)} | {_fmt(p.p50, 2)} | {_fmt(p.p99, 2)} | "
-               f"{_fmt(p.top1, 2)} | {p.gflops:.3f} | {p.mparams:.2f} |")
+        ci = f"{p.ci[0]:,.1f}-{p.ci[1]:,.1f}" if p.ci else "-"
+        mark = " (not resolved)" if loose and p.id in loose else ""
+        row = (f"| {p.id} | {p.path}{mark} | {_fmt(p.throughput)} | {ci} | {_fmt(p.p50, 2)} | {_fmt(p.p99, 2)} | "
+               f"{_fmt(p.top1, 2)} | {p.gflops:.3f} | {p.mparams:.2f} | "
+               f"{'-' if p.of_peak is None else f'{100 * p.of_peak:.0f}%'} |")
         rows.append(row + (f" {_fmt(speedup.get(p.id), 2)}x |" if speedup else ""))
     return rows
+
+
+def _quality_lines(prof: Mapping[str, Any], batch: int) -> list[str]:
+    """The measurement-quality paragraph: CI widths, noisy stitches, machine load, matmul peak."""
+    from .merge import quality_warnings
+
+    env = prof.get("environment") or {}
+    q = ((prof.get("quality") or {}).get("batches") or {}).get(str(batch))
+    out = ["## Measurement quality", ""]
+    if not q or q.get("rankable") is None:
+        return out + ["No confidence intervals in this profile (measured by an older snnet-export).", ""]
+    out.append(f"95% CI of the median latency: median width {100 * q['median_rel_ci']:.1f}% of the median, "
+               f"worst {100 * q['max_rel_ci']:.1f}% (batch {batch}; {len(prof.get('sessions') or []) or 1} "
+               f"bench session(s), load average {env.get('load_average')}).")
+    lines = [w for w in quality_warnings(prof.get("quality") or {}) if w.startswith(f"batch {batch}:")]
+    out += ["", "> **Warning**: " + lines[0]] if lines else ["The spread is small enough to rank every stitch."]
+    peak = env.get("matmul_peak")
+    if peak:
+        out += ["", f"Machine FP32 matmul peak in the same run: **{peak['gflops']:.0f} GFLOP/s** at {peak['threads']} "
+                f"thread(s) (best of ONNX Runtime / NumPy SGEMM on {peak['shape']}); 'of matmul peak' is each "
+                "stitch's achieved GFLOP/s (2 x multiply-adds / median latency) over it."]
+    return out + [""]
+
+
+def bench_rows(prof: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``(rows, columns)`` of the table ``snnet-export bench`` prints: one row per stitch and batch."""
+    base = {(r["id"], r["batch"]): r for r in (prof.get("baseline") or {}).get("torch", [])}
+    rows = [{"id": r["id"], "batch": r["batch"], "img/s": f"{r['throughput']:.1f}",
+             "p50 ms": f"{r['latency_ms']['p50']:.2f}", "CI95 %": f"{100 * r['rel_ci']:.1f}" if "rel_ci" in r else None,
+             "p99 ms": f"{r['latency_ms']['p99']:.2f}",
+             "of peak": f"{100 * r['efficiency']['of_peak']:.0f}%" if "of_peak" in r.get("efficiency", {}) else None,
+             "vs torch": f"{r['throughput'] / base[r['id'], r['batch']]['throughput']:.2f}x"
+             if (r["id"], r["batch"]) in base else None} for r in prof["stitches"]]
+    return rows, ["id", "batch", "img/s", "p50 ms", "CI95 %", "p99 ms", "of peak"] + (["vs torch"] if base else [])
 
 
 def _env_lines(profile: Mapping[str, Any]) -> list[str]:
@@ -229,7 +290,13 @@ def _markdown(manifest: Mapping[str, Any], prof: Mapping[str, Any], points: Sequ
                 "more accurate). "
                 "Export with `--accuracy results.jsonl` for the real frontier.", ""]
     out += [f"![throughput vs {metric}]({PLOT}.png)", "", f"## Pareto frontier (batch {batch})", ""]
-    out += _table(front, speedup) + [""]
+    loose = unresolved(front)
+    out += _table(front, speedup, loose) + [""]
+    if loose:
+        out += [f"{len(loose)} frontier stitch(es) marked *not resolved*: their throughput CI overlaps that of "
+                "the next more accurate frontier stitch, so this measurement cannot tell that they are faster "
+                "(hollow circles in the plot).", ""]
+    out += _quality_lines(prof, batch)
     out += ["## FLOPs vs measured speed", ""]
     if fit:
         out += [f"Latency p50 at batch {batch} = {fit['slope']:.4g} ms/GFLOP x GFLOPs + {fit['intercept']:.4g} ms, "

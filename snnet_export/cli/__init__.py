@@ -297,22 +297,22 @@ def demo(workdir: str, fast: bool) -> None:
 @click.option("--spinning/--no-spinning", default=None,
               help="ORT idle-thread spinning [default: ORT's, on]; --no-spinning helps on a busy CPU.")
 @click.option("--target", default=None, help="TensorRT target whose engines to time (default: the only one).")
-def bench(folder: Path, backend: str, batches: str, configs: str | None, baseline: str | None, threads: int | None,
-          runs: int, warmup: int, min_seconds: float, ort_mode: str, spinning: bool | None, target: str | None) -> None:
-    """Measure every stitch of FOLDER on this machine; writes FOLDER/profile.<device>.json."""
+@click.option("--rounds", type=click.IntRange(1), default=5, show_default=True, help="Interleaved rounds over all stitches.")
+@click.option("--replace", is_flag=True, help="Replace this device's profile, not merge (needed if settings differ).")
+def bench(folder: Path, backend: str, batches: str, configs: str | None, baseline: str | None, threads: int | None, runs: int,
+          warmup: int, min_seconds: float, ort_mode: str, spinning: bool | None, target: str | None, rounds: int, replace: bool) -> None:
+    """Measure the stitches of FOLDER on this machine; writes (merges into) FOLDER/profile.<device>.json."""
     from ..bench.measure import profile_from_engines
+    from ..bench.report import bench_rows
     from ..engine_folder.profile import profile_path
 
     prof = profile_from_engines(folder, backend=backend, batches=batches, configs=configs, warmup=warmup, runs=runs,
                                 threads=threads, baseline_torch=baseline == "torch", min_seconds=min_seconds,
-                                ort_mode=ort_mode, spinning=spinning, target=target)
-    base = {(r["id"], r["batch"]): r for r in (prof.get("baseline") or {}).get("torch", [])}
-    rows = [{"id": r["id"], "batch": r["batch"], "img/s": f"{r['throughput']:.1f}",
-             "p50 ms": f"{r['latency_ms']['p50']:.2f}", "p99 ms": f"{r['latency_ms']['p99']:.2f}",
-             "vs torch": f"{r['throughput'] / base[r['id'], r['batch']]['throughput']:.2f}x"
-             if (r["id"], r["batch"]) in base else None} for r in prof["stitches"]]
-    emit_table(rows, ["id", "batch", "img/s", "p50 ms", "p99 ms"] + (["vs torch"] if base else []))
-    click.echo(f"profile: {profile_path(folder, prof['device'], backend)}")
+                                ort_mode=ort_mode, spinning=spinning, target=target, rounds=rounds, replace=replace)
+    emit_table(*bench_rows(prof))
+    peak = (prof["environment"].get("matmul_peak") or {}).get("gflops")
+    click.echo(f"profile: {profile_path(folder, prof['device'], backend)}"
+               + (f" (matmul peak {peak:.0f} GFLOP/s at {prof['environment']['threads']} threads)" if peak else ""))
 
 
 @cli.command()

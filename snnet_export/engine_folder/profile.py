@@ -7,8 +7,14 @@ Schema (``version`` 1), written by ``snnet-export bench``::
      "environment": {"cpu": ..., "gpu": ..., "threads": 2, "onnxruntime": ..., "python": ...},
      "batches": [1, 16],
      "stitches": [{"id": 3, "batch": 1, "throughput": 812.4,  # images/s
-                   "latency_ms": {"mean": .., "p50": .., "p90": .., "p99": ..}, "runs": 50}, ...],
+                   "throughput_ci95": [790.0, 830.1], "rel_ci": 0.05,   # CI of the median
+                   "latency_ms": {"mean": .., "p50": .., "p90": .., "p99": .., "ci95": [lo, hi]},
+                   "efficiency": {"gflops": 70.1, "of_peak": 0.71}, "runs": 50}, ...],
+     "quality": {"max_rel_ci": 0.1, "batches": {"1": {"rankable": true, "noisy": [], ...}}},
+     "sessions": [{"created", "ids", "batches", "load_average", ...}],  # after a merge
      "baseline": {"torch": [same records, PyTorch eager]}}   # only with --baseline torch
+
+CI, quality, sessions and efficiency fields are optional (older profiles lack them).
 
 Imports no torch, timm or click.
 """
@@ -113,6 +119,22 @@ def pareto_front(points: Iterable[tuple[int, float, float]]) -> list[int]:
             front.append(pid)
             best_acc = acc
     return front[::-1]
+
+
+def unresolved_on_front(front: list[int], ci: Mapping[int, tuple[float, float] | None]) -> set[int]:
+    """Frontier ids whose speed advantage over the next more accurate frontier stitch is not resolved.
+
+    ``front`` is :func:`pareto_front`'s order (slowest, most accurate first); ``ci`` maps ids to
+    their throughput 95 % CI. A stitch is on the frontier because it is faster than every more
+    accurate one; when its CI overlaps its more accurate neighbour's, the measurement cannot tell
+    that it is (it may not belong on the frontier). Stitches without a CI count as resolved.
+    """
+    out = set()
+    for slower, faster in zip(front, front[1:]):
+        a, b = ci.get(slower), ci.get(faster)
+        if a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]:
+            out.add(faster)
+    return out
 
 
 def accuracy_of(entry: Mapping[str, Any]) -> float | None:

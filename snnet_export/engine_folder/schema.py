@@ -242,6 +242,12 @@ def _check_records(c: _Check, records: list[Any], where: str, batches: set[int])
         for key in ("p50", "p90", "p99"):
             c.get(lat, key, f"{w}.latency_ms.")
         for key, value in lat.items():
+            if key == "ci95":  # [low, high] of the median (bench.stats.median_ci)
+                if not isinstance(value, list) or len(value) != 2:
+                    c.fail(f"{w}.latency_ms.ci95", f"must be [low, high], got {value!r}")
+                for k, v in enumerate(value):
+                    c.num(v, f"{w}.latency_ms.ci95[{k}]")
+                continue
             c.num(value, f"{w}.latency_ms.{key}")
         if "runs" in r:
             c.int(r["runs"], f"{w}.runs", 1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 from ..errors import SelectorError, VerifyError
 from ..engine_folder.manifest import load_manifest
 from ..engine_folder.profile import accuracy_of, find_profile, load_profiles, pareto_front, read_profile
+from .adaptive import LatencyTracker
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +133,16 @@ class Selector:
             other ORT session. ``threads`` is then ignored.
         check_weights: before every call, compare the weight file's inode, size and mtime with
             those at load (one ``os.stat``); a changed or truncated file raises :class:`VerifyError`.
+        adaptive: time every call and correct the profile by the device's current speed
+            (:mod:`.adaptive`; on by default, ~1.5 us a call); off: a fixed, reproducible choice.
+        clock: time source of the per-call timing (default ``time.perf_counter``; tests inject one).
     """
 
     def __init__(self, folder: str | Path, backend: str = "auto", resident: str = "frontier",
                  profile: str | Path | None = None, hysteresis: float = 0.05, threads: int | None = None,
                  target: str | None = None, latency_stat: str = "p90", ort_mode: str | None = None,
-                 shared_threads: int | None = None, check_weights: bool = True) -> None:
+                 shared_threads: int | None = None, check_weights: bool = True,
+                 adaptive: bool = True, clock: Callable[[], float] = time.perf_counter) -> None:
         self.folder = Path(folder)
         self.manifest = load_manifest(self.folder)
         self._entries = {e["id"]: e for e in self.manifest["configs"]}
@@ -162,6 +168,9 @@ class Selector:
         best = max(self.frontier, key=lambda i: self.candidates[i].accuracy)
         self._active: tuple[int, Callable[[np.ndarray], np.ndarray] | None] = (best, self._runners.get(best))
         self.budget: dict[str, Any] = {}
+        self._clock = clock
+        self.tracker = LatencyTracker({(c.id, b): lat["p50"] for c in self.candidates.values()
+                                       for b, lat in c.latency_ms.items()}) if adaptive else None
 
     # ---- set-up ----
     def _resolve_backend(self, backend: str) -> str:
@@ -255,11 +264,15 @@ class Selector:
         """Id of the stitch that ``__call__`` runs now."""
         return self._active[0]
 
+    @property
+    def correction(self) -> float:
+        """How many times slower the device runs now than profiled (1.0 when not adaptive)."""
+        return self.tracker.correction if self.tracker is not None else 1.0
+
     def _speed(self, c: Candidate, batch: int) -> float:
-        if batch in c.throughput:
-            return c.throughput[batch]
-        nearest = min(c.throughput, key=lambda b: abs(b - batch))
-        return c.throughput[nearest]
+        """Predicted images/s: profiled (at the nearest batch), divided by the current correction."""
+        return c.throughput[batch if batch in c.throughput else min(c.throughput, key=lambda b: abs(b - batch))] \
+            / self.correction
 
     def _meets(self, c: Candidate, margin: float) -> bool:
         b = self.budget
@@ -268,7 +281,10 @@ class Selector:
             return False
         if b.get("max_latency_ms") is not None:
             lat = c.latency_ms.get(batch) or c.latency_ms[min(c.latency_ms, key=lambda x: abs(x - batch))]
-            if lat[self.latency_stat] * margin > b["max_latency_ms"]:
+            tail = self.tracker.tail(self.latency_stat) if self.tracker is not None else None
+            # adaptive: profiled median x the observed ratio at that percentile (tails grow under load)
+            pred = lat["p50"] * tail if tail is not None else lat[self.latency_stat] * self.correction
+            if pred * margin > b["max_latency_ms"]:
                 return False
         return True
 
@@ -307,22 +323,44 @@ class Selector:
         with self._lock:
             self.budget = {"min_throughput": min_throughput, "max_latency_ms": max_latency_ms,
                            "batch": int(batch) if batch else self.batch}
-            chosen = self.choose()
-            if chosen != self._active[0]:
-                self._active = (chosen, self._runners.get(chosen))
-                log.info("switched to stitch %d (%s)", chosen, self.candidates[chosen].path)
-            return chosen
+            return self._switch()
+
+    def _switch(self) -> int:
+        """Activate what ``choose`` calls for (the caller holds ``_lock``)."""
+        chosen = self.choose()
+        if chosen != self._active[0]:
+            self._active = (chosen, self._runners.get(chosen))
+            log.info("switched to stitch %d, correction %.2f", chosen, self.correction)
+        return chosen
+
+    def observe(self, stitch: int, batch: int, seconds: float) -> None:
+        """Record one served call's latency (``run`` does); re-choose, without waiting, if the speed moved."""
+        if self.tracker is not None and self.tracker.record(stitch, batch, seconds) and self.budget:
+            if self._lock.acquire(blocking=False):  # another thread is re-choosing: do not wait
+                try:
+                    self._switch()
+                finally:
+                    self._lock.release()
 
     def run(self, x: np.ndarray, stitch: int | None = None) -> np.ndarray:
         """Run ``x`` on the active stitch (or on resident ``stitch``)."""
         if stitch is not None:
             return self._runners[stitch](x)
+        return self._serve(x)[1]
+
+    __call__ = run
+
+    def _serve(self, x: np.ndarray) -> tuple[int, np.ndarray]:
+        """Run ``x`` on the active stitch, timing the call when adaptive; ``(stitch id, logits)``."""
         cfg_id, runner = self._active  # one atomic read: a concurrent switch never tears a call
         if runner is None:
             raise SelectorError(f"stitch {cfg_id} is not resident (open the Selector with resident='frontier')")
-        return runner(x)
-
-    __call__ = run
+        if self.tracker is None:
+            return cfg_id, runner(x)
+        t0 = self._clock()
+        y = runner(x)
+        self.observe(cfg_id, len(x), self._clock() - t0)
+        return cfg_id, y
 
     def run_with_id(self, x: np.ndarray) -> Output:
         """Run ``x`` on the active stitch; returns ``Output(stitch, logits)``.
@@ -331,10 +369,7 @@ class Selector:
         runner), so it stays right while other threads change the budget; ``sel.current`` read
         before or after a call may not be.
         """
-        cfg_id, runner = self._active
-        if runner is None:
-            raise SelectorError(f"stitch {cfg_id} is not resident (open the Selector with resident='frontier')")
-        return Output(cfg_id, runner(x))
+        return Output(*self._serve(x))
 
     def close(self) -> None:
         """Release every session or engine; later calls raise :class:`SelectorError`. Idempotent."""
@@ -356,7 +391,10 @@ class Selector:
         return sorted(self._runners)
 
     def describe(self, stitch: int | None = None) -> dict[str, Any]:
-        """Id, path, accuracy and measured speed of ``stitch`` (default: the active one)."""
+        """Id, path, accuracy, measured speed of ``stitch`` (default: active); adaptive: predicted vs observed."""
         c = self.candidates[self.current if stitch is None else stitch]
-        return {"id": c.id, "path": c.path, "accuracy": c.accuracy, "throughput": c.throughput,
-                "latency_ms": c.latency_ms, "on_frontier": c.id in self.frontier}
+        out = {"id": c.id, "path": c.path, "accuracy": c.accuracy, "throughput": c.throughput,
+               "latency_ms": c.latency_ms, "on_frontier": c.id in self.frontier}
+        if self.tracker is not None:
+            out["adaptive"] = self.tracker.describe(c.id, self.budget.get("batch", self.batch))
+        return out

@@ -1,0 +1,231 @@
+"""The closed-loop selector: correction estimate, switching under a simulated slowdown, threads.
+
+The stitches are real tiny ONNX Runtime sessions; only the clock is simulated, so a call "takes"
+``factor x`` its profiled median and the device's slowdown is under the test's control.
+"""
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from snnet_export.runtime import Selector
+from snnet_export.runtime.adaptive import LatencyTracker
+
+
+X = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    from snnet_export.engine_folder.manifest import save_manifest
+    from snnet_export.export.stitches import export_stitches
+
+    out = tmp_path_factory.mktemp("adaptive") / "tiny"
+    m = export_stitches("tiny", "random", out, configs="0,1,2,10,50,70", progress=False)
+    top = max(e["flops"] for e in m["configs"])
+    for e in m["configs"]:
+        e["accuracy"] = {"acc1": 50 + 40 * e["flops"] / top, "acc5": None}
+    save_manifest(out, m)
+    _write_profile(out, {e["id"]: 1e9 / e["flops"] for e in m["configs"]})
+    return out
+
+
+def _write_profile(folder, speed):
+    """Batch-1 profile with latency 1000 / speed ms at every percentile (the simulation has no spread)."""
+    from snnet_export.engine_folder.profile import PROFILE_SCHEMA, device_name, profile_path
+
+    recs = [{"id": i, "batch": 1, "throughput": s, "runs": 10,
+             "latency_ms": {k: 1e3 / s for k in ("mean", "p50", "p90", "p99")}} for i, s in speed.items()]
+    prof = {"schema": PROFILE_SCHEMA, "version": 1, "device": device_name("ort"), "backend": "ort",
+            "precision": "fp32", "environment": {}, "batches": [1], "stitches": recs}
+    profile_path(folder, device_name("ort"), "ort").write_text(json.dumps(prof))
+
+
+class SimClock:
+    """Each ``run`` reads the clock twice; the second read advances it by factor x profiled p50."""
+
+    def __init__(self) -> None:
+        self.t, self.factor, self.sel, self._second = 0.0, 1.0, None, False
+
+    def __call__(self) -> float:
+        if self._second:
+            c = self.sel.candidates[self.sel.current]
+            self.t += self.factor * c.latency_ms[1]["p50"] / 1e3
+        self._second = not self._second
+        return self.t
+
+
+def _phase(sel, clock, factor, calls=60):
+    """Serve ``calls`` calls at ``factor``; the stitch and its simulated latency of each call."""
+    clock.factor = factor
+    served = []
+    for _ in range(calls):
+        cfg = sel.current
+        sel(X)
+        served.append((cfg, factor * sel.candidates[cfg].latency_ms[1]["p50"]))
+    return served
+
+
+def _best_within(sel, budget, factor):
+    ok = [i for i in sel.frontier if sel.candidates[i].latency_ms[1]["p90"] * factor <= budget]
+    return max(ok, key=lambda i: sel.candidates[i].accuracy)
+
+
+def test_tracker_follows_a_step_and_ignores_an_outlier():
+    tr = LatencyTracker({(0, 1): 10.0, (1, 1): 20.0}, window=15, check_every=3)
+    for _ in range(30):
+        tr.record(0, 1, 0.010)
+    assert tr.correction == pytest.approx(1.0)
+    tr.record(1, 1, 0.5)  # one 25x outlier (a cold call)
+    tr.record(0, 1, 0.010), tr.record(0, 1, 0.010)
+    assert tr.correction == pytest.approx(1.0)
+    asked = [tr.record(1, 1, 0.040) for _ in range(12)]  # every stitch now 2x slower
+    assert tr.correction == pytest.approx(2.0) and any(asked)
+    assert tr.predicted_ms(0, 4) == pytest.approx(10.0 * 4 * 2.0)  # other batch: scaled, then corrected
+    assert tr.observed(1)["p50_ms_per_image"] == pytest.approx(40.0)
+    assert tr.observed(2) is None
+
+
+def test_tracker_tail_follows_slow_calls_and_skips_the_first_call_after_a_switch():
+    tr = LatencyTracker({(0, 1): 10.0, (1, 1): 10.0}, window=20, check_every=1, min_samples=10)
+    for _ in range(9):
+        tr.record(0, 1, 0.010)
+    assert tr.tails is None  # 8 samples (the first call is a warm-up): too few for a tail
+    tr.record(1, 1, 1.0)  # first call of stitch 1 after a switch: 100x, not a sample
+    assert max(tr._ratios) == pytest.approx(1.0)
+    for k in range(40):  # every 10th call 4x slower: the median stays, the p99 tail says 4x
+        tr.record(1, 1, 0.040 if k % 10 == 0 else 0.010)
+    assert tr.correction == pytest.approx(1.0)
+    assert tr.tail("p99") == pytest.approx(4.0) and tr.tail("p90") == pytest.approx(1.0)
+
+
+def test_selector_budgets_the_observed_tail(folder):
+    clock = SimClock()
+    sel = Selector(folder, clock=clock, latency_stat="p99")
+    clock.sel = sel
+    lat = {i: sel.candidates[i].latency_ms[1]["p50"] for i in sel.frontier}
+    budget = sorted(lat.values())[-2] * 1.2
+    first = sel.set_budget(max_latency_ms=budget, batch=1)
+    factors = iter([3.0 if k % 10 == 0 else 1.0 for k in range(400)])  # every 10th call 3x slower
+    for _ in range(400):
+        clock.factor = next(factors)
+        sel(X)
+    # the median says "as profiled", the tail says a p99 call takes 3x: a faster stitch holds the p99 budget
+    assert sel.correction == pytest.approx(1.0) and sel.tracker.tail("p99") == pytest.approx(3.0)
+    assert sel.current == _best_within(sel, budget, 3.0) != first
+
+
+def test_tracker_memory_is_bounded():
+    tr = LatencyTracker({(i, 1): 1.0 for i in range(3)}, window=15, history=64)
+    for k in range(20_000):
+        tr.record((k // 4) % 3, 1, 0.001)  # runs of 4 calls per stitch (a first call is a warm-up)
+    assert len(tr._ratios) == 15 and all(len(d) == 64 for d in tr._seen.values())
+    assert tr.calls == 20_000
+
+
+def test_adaptive_switches_down_under_slowdown_and_back_up(folder):
+    clock = SimClock()
+    sel = Selector(folder, clock=clock, hysteresis=0.05)
+    clock.sel = sel
+    lat = {i: sel.candidates[i].latency_ms[1]["p90"] for i in sel.frontier}
+    budget = sorted(lat.values())[-2] * 1.2  # the second-slowest frontier stitch fits at full speed
+    sel.set_budget(max_latency_ms=budget, batch=1)
+    quiet_best = _best_within(sel, budget, 1.0)
+    slow_best = _best_within(sel, budget, 3.0)
+    assert sel.current == quiet_best and slow_best != quiet_best
+    for factor, best in ((1.0, quiet_best), (3.0, slow_best), (1.0, quiet_best)):
+        served = _phase(sel, clock, factor)
+        settled = next(k for k in range(len(served)) if all(c == best for c, _ in served[k:]))
+        assert settled <= 20, (factor, served)
+        assert all(ms <= budget for _, ms in served[settled:])  # within budget once settled
+    d = sel.describe()["adaptive"]
+    assert d["correction"] == pytest.approx(1.0) and d["observed_calls"] > 0
+    assert d["observed_ms"] == pytest.approx(d["predicted_ms"], rel=1e-6)
+
+
+def test_static_selector_misses_the_budget_under_the_same_slowdown(folder):
+    clock = SimClock()
+    sel = Selector(folder, clock=clock, adaptive=False)
+    clock.sel = sel
+    lat = {i: sel.candidates[i].latency_ms[1]["p90"] for i in sel.frontier}
+    budget = sorted(lat.values())[-2] * 1.2
+    first = sel.set_budget(max_latency_ms=budget, batch=1)
+    served = _phase(sel, clock, 3.0)
+    assert {c for c, _ in served} == {first} and all(ms > budget for _, ms in served)
+    assert sel.correction == 1.0 and "adaptive" not in sel.describe()
+
+
+def test_no_flapping_when_speed_hovers_on_a_boundary(folder):
+    clock = SimClock()
+    sel = Selector(folder, clock=clock, hysteresis=0.05)
+    clock.sel = sel
+    lat = {i: sel.candidates[i].latency_ms[1]["p90"] for i in sel.frontier}
+    budget = sorted(lat.values())[-2] * 1.2
+    sel.set_budget(max_latency_ms=budget, batch=1)
+    edge = budget / lat[sel.current]  # the factor at which the current stitch just meets the budget
+    _phase(sel, clock, edge * 1.05)  # just over: switch down once
+    switches, prev = 0, sel.current
+    for k in range(200):  # the device speed wobbles +-2 % around 3 % below the boundary
+        _phase(sel, clock, edge * (0.95 + 0.04 * (k % 2)), calls=1)
+        switches += sel.current != prev
+        prev = sel.current
+    assert switches <= 1
+
+
+class ThreadSimClock(SimClock):
+    """SimClock with its read-pair state per thread, so threads may call the selector at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    def __call__(self) -> float:
+        second = getattr(self._local, "second", False)
+        self._local.second = not second
+        if not second:
+            return 0.0
+        return self.factor * self.sel.candidates[self.sel.current].latency_ms[1]["p50"] / 1e3
+
+
+def test_calls_from_threads_while_the_device_slows(folder):
+    import time
+
+    clock = ThreadSimClock()
+    sel = Selector(folder, clock=clock, hysteresis=0.05)
+    clock.sel = sel
+    lat = {i: sel.candidates[i].latency_ms[1]["p90"] for i in sel.frontier}
+    budget = sorted(lat.values())[-2] * 1.2
+    sel.set_budget(max_latency_ms=budget, batch=1)
+    ref = {i: sel.run(X, stitch=i) for i in sel.frontier}
+    errors, counts, stop = [], [0] * 4, threading.Event()
+
+    def worker(k):
+        while not stop.is_set():
+            try:
+                y = sel(X)
+            except Exception as exc:  # noqa: BLE001 - any error in a thread fails the test
+                errors.append(exc)
+                return
+            counts[k] += 1
+            if not any(np.allclose(y, r, atol=1e-5) for r in ref.values()):
+                errors.append(y)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    active = []
+    for factor in (1.0, 3.0, 1.0):
+        clock.factor = factor
+        start = sum(counts)
+        while sum(counts) < start + 150:  # the threads serve at least 150 calls at this speed
+            time.sleep(0.005)
+        active.append(sel.current)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors and min(counts) > 0
+    assert sel.tracker.calls == sum(counts)
+    assert active == [_best_within(sel, budget, 1.0), _best_within(sel, budget, 3.0), _best_within(sel, budget, 1.0)]
