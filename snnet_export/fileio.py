@@ -104,6 +104,16 @@ def _expanded_nodes(node: Any, memo: dict[int, int]) -> int:
     return total
 
 
+def read_json(path: str | Path, what: str, error: type[Exception], fix: str) -> Any:
+    """Parse a JSON file the tool wrote (manifest, profile); unreadable, binary or invalid JSON raises
+    ``error`` in one line naming ``what``, the path and ``fix`` (what the user should do)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise error(f"{what}{path} is not readable JSON ({first_line(exc, 120)}): {fix}") from None
+
+
 def read_yaml(path: str | Path, what: str, error: type[Exception]) -> Any:
     """Parse a YAML file through the one bounded reader; every problem raises ``error`` as one line.
 

@@ -33,11 +33,11 @@ Schema (``schema_version`` 1)::
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import VerifyError, first_line
+from ..errors import VerifyError
+from ..fileio import read_json
 
 SCHEMA = "snnet-export/manifest"
 SCHEMA_VERSION = 1
@@ -60,11 +60,7 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise VerifyError(f"{folder} is not an engine folder: {MANIFEST} is missing "
                           "(create one with `snnet-export export`)")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise VerifyError(f"{path} is not readable JSON ({first_line(exc, 120)}): restore it or re-export "
-                          "the folder") from None
+    data = read_json(path, "", VerifyError, "restore it or re-export the folder")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise VerifyError(f"{path} is not an snnet-export manifest")
     if data.get("schema_version") != SCHEMA_VERSION:

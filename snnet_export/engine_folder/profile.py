@@ -20,7 +20,6 @@ Imports no torch, timm or click.
 """
 from __future__ import annotations
 
-import json
 import platform
 import re
 from pathlib import Path
@@ -70,15 +69,12 @@ def read_profile(path: str | Path) -> dict[str, Any]:
     The one door to a profile (:func:`.schema.check_profile`): NaN or infinite throughputs,
     negative batches, missing fields or invalid JSON are refused, never read as "no profile".
     """
-    from ..errors import BenchError, first_line
+    from ..errors import BenchError
+    from ..fileio import read_json
     from .schema import check_profile
 
     path = Path(path)
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BenchError(f"profile {path} is not readable JSON ({first_line(exc, 120)}): delete it and "
-                         "re-run `snnet-export bench`") from None
+    data = read_json(path, "profile ", BenchError, "delete it and re-run `snnet-export bench`")
     if not isinstance(data, dict) or data.get("schema") != PROFILE_SCHEMA:
         raise BenchError(f"{path} is not an snnet-export profile (no \"schema\": \"{PROFILE_SCHEMA}\")")
     check_profile(data, str(path), BenchError)

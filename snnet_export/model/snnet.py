@@ -12,11 +12,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, FamilyError, first_line
+from ..errors import CheckpointError, FamilyError, first_line
 from .checkpoint import read_state_dict
 from .family import FamilySpec, get_family
 from .layers import StitchingLayer
-from .stitching import StitchConfig, anchor_pairs, enumerate_configs, num_stitch_layers
+from .stitching import StitchConfig, anchor_pairs, config_by_id, enumerate_configs, num_stitch_layers
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,7 @@ class SNNet(nn.Module):
         return int(self.anchors[-1].num_classes)
 
     def config(self, cfg_id: int) -> StitchConfig:
-        if not 0 <= int(cfg_id) < len(self.configs):
-            raise ConfigError(f"configuration {cfg_id} does not exist: family '{self.family.name}' "
-                              f"has ids 0-{len(self.configs) - 1}")
-        return self.configs[int(cfg_id)]
+        return config_by_id(self.configs, cfg_id, self.family.name)
 
     def describe(self, cfg: StitchConfig) -> str:
         return cfg.describe(self.anchor_names, self.depth)

@@ -15,11 +15,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import ConfigError, FamilyError
+from ..errors import FamilyError
 from .anchors import stage_view, to_layout
 from .family import FamilySpec
 from .layers import StitchingLayer
-from .stitching import StitchConfig, enumerate_staged_configs, stage_layer_count
+from .stitching import StitchConfig, config_by_id, enumerate_staged_configs, stage_layer_count
 
 # family kind -> the architecture of each anchor (the last entry repeats)
 KIND_ARCHS = {"swin": ("swin",), "resnet": ("resnet",), "levit": ("levit",), "resnet-swin": ("resnet", "swin")}
@@ -110,10 +110,7 @@ class StagedSNNet(nn.Module):
         return self.views[-1].num_classes()
 
     def config(self, cfg_id: int) -> StitchConfig:
-        if not 0 <= int(cfg_id) < len(self.configs):
-            raise ConfigError(f"configuration {cfg_id} does not exist: family '{self.family.name}' "
-                              f"has ids 0-{len(self.configs) - 1}")
-        return self.configs[int(cfg_id)]
+        return config_by_id(self.configs, cfg_id, self.family.name)
 
     def describe(self, cfg: StitchConfig) -> str:
         """E.g. ``Ti[s2.0..1] -> S[s2.3..17]`` or ``anchor Ti``."""

@@ -9,7 +9,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import FamilyError
+from ..errors import ConfigError, FamilyError
 
 
 @dataclass(frozen=True)
@@ -142,3 +142,11 @@ def enumerate_staged_configs(depths: Sequence[Sequence[int]], stages: Sequence[i
             for pos, layer in stage_positions(depths[p][s], depths[p + 1][s], kernel_size, stride):
                 configs.append(StitchConfig(len(configs), p, p + 1, pos, (S, p, layer), stage=s))
     return tuple(configs)
+
+
+def config_by_id(configs: Sequence[StitchConfig], cfg_id: int, family: str) -> StitchConfig:
+    """``configs[cfg_id]``, or a :class:`ConfigError` naming the family's id range."""
+    if not 0 <= int(cfg_id) < len(configs):
+        raise ConfigError(f"configuration {cfg_id} does not exist: family '{family}' "
+                          f"has ids 0-{len(configs) - 1}")
+    return configs[int(cfg_id)]
