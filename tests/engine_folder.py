@@ -106,3 +106,24 @@ def onnxruntime_logits(onnx_path: Path, x: np.ndarray) -> np.ndarray:
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     return sess.run(["logits"], {"input": x})[0]
+
+
+def write_profile(folder: Path, speed: dict, batches=(1,), gain=lambda b: b, tails=(1.1, 1.3)) -> dict:
+    """A synthetic ORT profile for selector tests (selection logic only; never shown as a measurement).
+
+    Stitch ``i`` runs ``speed[i] * gain(b)`` images/s at batch ``b``; p50 (and mean) latency follows
+    from that, p90 and p99 are p50 times ``tails``.
+    """
+    from snnet_export.engine_folder.profile import PROFILE_SCHEMA, device_name, profile_path
+
+    stitches = []
+    for i, s in speed.items():
+        for b in batches:
+            t = s * gain(b)
+            lat = 1000.0 * b / t
+            stitches.append({"id": i, "batch": b, "throughput": t, "runs": 10,
+                             "latency_ms": {"mean": lat, "p50": lat, "p90": lat * tails[0], "p99": lat * tails[1]}})
+    prof = {"schema": PROFILE_SCHEMA, "version": 1, "device": device_name("ort"), "backend": "ort",
+            "precision": "fp32", "environment": {}, "batches": list(batches), "stitches": stitches}
+    profile_path(folder, device_name("ort"), "ort").write_text(json.dumps(prof))
+    return prof

@@ -5,11 +5,11 @@ The stitches are real tiny ONNX Runtime sessions; only the clock is simulated, s
 """
 from __future__ import annotations
 
-import json
 import threading
 
 import numpy as np
 import pytest
+from engine_folder import write_profile
 
 from snnet_export.runtime import Selector
 from snnet_export.runtime.adaptive import LatencyTracker
@@ -35,13 +35,7 @@ def folder(tmp_path_factory):
 
 def _write_profile(folder, speed):
     """Batch-1 profile with latency 1000 / speed ms at every percentile (the simulation has no spread)."""
-    from snnet_export.engine_folder.profile import PROFILE_SCHEMA, device_name, profile_path
-
-    recs = [{"id": i, "batch": 1, "throughput": s, "runs": 10,
-             "latency_ms": {k: 1e3 / s for k in ("mean", "p50", "p90", "p99")}} for i, s in speed.items()]
-    prof = {"schema": PROFILE_SCHEMA, "version": 1, "device": device_name("ort"), "backend": "ort",
-            "precision": "fp32", "environment": {}, "batches": [1], "stitches": recs}
-    profile_path(folder, device_name("ort"), "ort").write_text(json.dumps(prof))
+    write_profile(folder, speed, tails=(1.0, 1.0))
 
 
 class SimClock:

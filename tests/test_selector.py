@@ -1,35 +1,25 @@
 """The runtime selector: Pareto choice, fallback, hysteresis, threads, shared weights, no torch."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
 
 import numpy as np
 import pytest
+from engine_folder import write_profile
 
 from snnet_export.export.stitches import export_stitches
 from snnet_export.engine_folder.manifest import load_manifest, save_manifest
 from snnet_export.runtime import Selector, SelectorError
-from snnet_export.engine_folder.profile import PROFILE_SCHEMA, device_name, pareto_front, profile_path
+from snnet_export.engine_folder.profile import pareto_front
 
 IDS = [0, 1, 2, 3, 10, 36, 37, 50, 70]
 
 
 def _write_profile(folder, speed, batches=(1, 8)):
     """A profile whose throughput per stitch is ``speed[id]`` at batch 1 (x4 at batch 8)."""
-    stitches = []
-    for i, s in speed.items():
-        for b in batches:
-            t = s * (4 if b > 1 else 1)
-            lat = 1000.0 * b / t
-            stitches.append({"id": i, "batch": b, "throughput": t, "runs": 10,
-                             "latency_ms": {"mean": lat, "p50": lat, "p90": lat * 1.1, "p99": lat * 1.3}})
-    prof = {"schema": PROFILE_SCHEMA, "version": 1, "device": device_name("ort"), "backend": "ort",
-            "precision": "fp32", "environment": {}, "batches": list(batches), "stitches": stitches}
-    profile_path(folder, device_name("ort"), "ort").write_text(json.dumps(prof))
-    return prof
+    return write_profile(folder, speed, batches, gain=lambda b: 4 if b > 1 else 1)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Fixtures of the fault-injection suite: one real tiny export, copied per test to be tampered with."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -9,26 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from engine_folder import write_profile as shared_write_profile
 
 REPO = Path(__file__).resolve().parents[2]
 IDS = "0,1,70"  # anchor T, anchor S (ids 0-2 are the anchors) and one stitched configuration
 
 
 def write_profile(folder: Path, speed: dict[int, float], batches=(1, 4)) -> dict:
-    """A synthetic ORT profile (selector logic only; never presented as a measurement)."""
-    from snnet_export.engine_folder.profile import PROFILE_SCHEMA, device_name, profile_path
-
-    stitches = []
-    for i, s in speed.items():
-        for b in batches:
-            t = s * b
-            lat = 1000.0 * b / t
-            stitches.append({"id": i, "batch": b, "throughput": t, "runs": 10,
-                             "latency_ms": {"mean": lat, "p50": lat, "p90": lat * 1.1, "p99": lat * 1.3}})
-    prof = {"schema": PROFILE_SCHEMA, "version": 1, "device": device_name("ort"), "backend": "ort",
-            "precision": "fp32", "environment": {}, "batches": list(batches), "stitches": stitches}
-    profile_path(folder, device_name("ort"), "ort").write_text(json.dumps(prof))
-    return prof
+    """Throughput ``speed[i] * batch`` per stitch (see :func:`engine_folder.write_profile`)."""
+    return shared_write_profile(folder, speed, batches)
 
 
 @pytest.fixture(scope="session")
