@@ -32,7 +32,7 @@ lint: $(STAMP)
 	if [ -n "$$big" ]; then echo "modules over 400 lines:"; echo "$$big"; exit 1; fi
 
 typecheck: $(STAMP)
-	MYPYPATH=$(STUBS) $(PY) -m mypy snnet_export/build/trt_builder.py snnet_export/runtime/trt
+	MYPYPATH=$(STUBS) $(PY) -m mypy snnet_export/engine_build/trt_builder.py snnet_export/runtime/trt
 
 test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q -rs

@@ -102,7 +102,7 @@ def bench(fns: dict[str, Callable[[], Any]]) -> dict[str, list[float]]:
 
 def stripped_target(workdir: Path) -> Path:
     """dgpu's settings under another name, so stripped engines get their own folder."""
-    from snnet_export.build.targets import load_target
+    from snnet_export.engine_build.targets import load_target
 
     d = load_target("dgpu").to_dict()
     d["name"], d["description"] = "dgpu-stripped", "dgpu, weight-stripped engines refitted at load"
@@ -113,8 +113,8 @@ def stripped_target(workdir: Path) -> Path:
 
 def trt_steps(fp32: Path, fp16: Path, ids: list[int], workdir: Path, out: dict[str, Any]) -> bool:
     """Steps 2-4; fills ``out`` and returns False when a comparison fails."""
-    from snnet_export.build import build_engines
-    from snnet_export.build.check import check_folder
+    from snnet_export.engine_build import build_engines
+    from snnet_export.engine_build.check import check_folder
     from snnet_export.runtime.trt.runner import SharedScratch, load_engines
 
     ok = True

@@ -94,7 +94,7 @@ def run_demo(workdir: str | Path = "engines/demo", settings: DemoSettings | None
         for folder in folders.values():
             for backend in backends:
                 if backend == "trt":
-                    from .build import build_engines
+                    from .engine_build import build_engines
 
                     build_engines(folder, "dgpu", progress=progress)
                 profile_from_engines(folder, backend=backend, batches=s.batches, runs=s.bench_runs,

@@ -15,16 +15,16 @@ from click.testing import CliRunner
 from engine_folder import make_engine_folder
 
 import snnet_export.runtime.trt as trt_pkg
-import snnet_export.build.trt_builder as trt_builder
+import snnet_export.engine_build.trt_builder as trt_builder
 from snnet_export import deps
-from snnet_export.build import (BuildPlan, build_engines, format_plan, plan_build, precision_flags,
+from snnet_export.engine_build import (BuildPlan, build_engines, format_plan, plan_build, precision_flags,
                                 store_record, up_to_date_reason)
 from snnet_export.cli import cli
 from snnet_export.engine_folder.engine_records import (EngineRecord, GpuEnv, check_engine_compatible, find_record,
                                                       incompatibility, parse_version, target_records)
 from snnet_export.errors import BuildError, ConfigError, MissingDependencyError
 from snnet_export.engine_folder.manifest import load_manifest
-from snnet_export.build.targets import load_target
+from snnet_export.engine_build.targets import load_target
 
 ENV = GpuEnv(tensorrt_version="10.3.0.30", gpu_name="Orin", compute_capability="8.7")
 

@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from engine_folder import make_engine_folder
 from onnx import TensorProto, helper
 
-import snnet_export.build.trt_builder as trt_builder
+import snnet_export.engine_build.trt_builder as trt_builder
 import snnet_export.runtime.trt as trt_pkg
 from snnet_export import deps
-from snnet_export.build import build_engines
-from snnet_export.build.check import CheckError, check_folder, op_problem, opset_range
-from snnet_export.build.targets import list_targets
+from snnet_export.engine_build import build_engines
+from snnet_export.engine_build.check import CheckError, check_folder, op_problem, opset_range
+from snnet_export.engine_build.targets import list_targets
 from snnet_export.cli import cli
 from snnet_export.engine_folder.engine_records import GpuEnv
 

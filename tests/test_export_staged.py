@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from snnet_export.build.plan import plan_build
+from snnet_export.engine_build.plan import plan_build
 from snnet_export.cli import cli
 from snnet_export.engine_folder.integrity import verify_folder
 from snnet_export.engine_folder.manifest import load_manifest

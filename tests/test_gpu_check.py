@@ -62,7 +62,7 @@ def test_results_files_of_a_torch_only_run(gpu_check, tmp_path):
 
 
 def test_stripped_target_is_dgpu_under_another_name(gpu_check, tmp_path):
-    from snnet_export.build.targets import load_target
+    from snnet_export.engine_build.targets import load_target
 
     t = load_target(gpu_check.stripped_target(tmp_path))
     dgpu = load_target("dgpu")

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.skipif(is_tensorrt_available(), reason="TensorRT is ins
 
 PROBE = """
 import json, sys
-import snnet_export, snnet_export.build.engines, snnet_export.build.targets, snnet_export.engine_folder.engine_records
-import snnet_export.runtime.trt, snnet_export.build.trt_builder, snnet_export.runtime.trt.cuda, snnet_export.runtime.trt.runner
+import snnet_export, snnet_export.engine_build.engines, snnet_export.engine_build.targets, snnet_export.engine_folder.engine_records
+import snnet_export.runtime.trt, snnet_export.engine_build.trt_builder, snnet_export.runtime.trt.cuda, snnet_export.runtime.trt.runner
 from snnet_export.runtime.trt.runner import SharedScratch, TrtEngine
 loaded = {m: m in sys.modules for m in ("tensorrt", "torch", "timm", "click", "onnx", "pycuda", "cuda")}
 from snnet_export.deps import is_tensorrt_available

@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 from snnet_export.errors import SNNetExportError, TargetError
-from snnet_export.build.targets import TargetProfile, list_targets, load_target, target_dirs, target_from_dict
+from snnet_export.engine_build.targets import TargetProfile, list_targets, load_target, target_dirs, target_from_dict
 
 
 def _yaml(tmp_path, text: str, name: str = "custom.yaml"):

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "snnet_export"
-TORCH_FREE_PACKAGES = ("engine_folder", "runtime", "build", "bench")
+TORCH_FREE_PACKAGES = ("engine_folder", "runtime", "engine_build", "bench")
 TORCH_FREE_MODULES = ("__init__", "errors", "deps", "fileio", "progress", "selection")
 
 BLOCK = """
@@ -46,7 +46,7 @@ def _modules() -> list[str]:
 def test_glob_finds_the_deploy_side():
     mods = _modules()
     assert {"snnet_export.runtime.selector", "snnet_export.engine_folder.manifest", "snnet_export.bench.report",
-            "snnet_export.build.plan", "snnet_export.runtime.ort.runner"} <= set(mods)
+            "snnet_export.engine_build.plan", "snnet_export.runtime.ort.runner"} <= set(mods)
     assert len(mods) >= 25
 
 

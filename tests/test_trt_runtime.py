@@ -27,7 +27,7 @@ from engine_folder import make_engine_folder, onnxruntime_logits
 import snnet_export.runtime.trt as trt_pkg
 import snnet_export.runtime.trt.cuda as trt_cuda
 from snnet_export import deps
-from snnet_export.build import build_engines
+from snnet_export.engine_build import build_engines
 from snnet_export.engine_folder.engine_records import find_record, parse_version
 from snnet_export.errors import BuildError
 from snnet_export.engine_folder.manifest import load_manifest

@@ -152,7 +152,7 @@ def build_cmd(folder: Path, target: str, configs: str | None, strip_weights: boo
     Engines go to FOLDER/trt/TARGET/stitch_NNN.engine and are recorded in FOLDER/manifest.json;
     a second run skips the engines that are up to date.
     """
-    from ..build import build_engines, format_plan
+    from ..engine_build import build_engines, format_plan
     from ..engine_folder.manifest import load_manifest
 
     result = build_engines(folder, target, configs=configs, strip_weights=strip_weights,

@@ -1,4 +1,4 @@
-"""``snnet-export check``: a thin command over :func:`snnet_export.build.check.check_folder`.
+"""``snnet-export check``: a thin command over :func:`snnet_export.engine_build.check.check_folder`.
 
 Its own module only to keep :mod:`snnet_export.cli` short; :mod:`snnet_export.cli`
 registers it on the group, which turns library errors into one line.
@@ -24,7 +24,7 @@ def check_cmd(folder: Path, target: str, tensorrt_version: str | None, configs: 
     Checks opsets and op types against the target's TensorRT, the external-data entries, strict ONNX
     type inference, the batch dimension and DLA limits. Exits 1 when there is an error.
     """
-    from ..build.check import check_folder
+    from ..engine_build.check import check_folder
 
     result = check_folder(folder, target, tensorrt_version=tensorrt_version, configs=configs)
     click.echo(result.summary())

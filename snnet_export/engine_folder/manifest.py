@@ -28,7 +28,7 @@ Schema (``schema_version`` 1)::
         "outputs": [{"name": "logits", "shape": ["batch", 1000], "dtype": "float32"}],
         "verified": {"max_abs_diff": 1e-6, "rel_diff": 1e-7, "batches": [1, 3], "top1_agree": 1.0}
       }, ...],
-      "engines": {"<target>": {...written by `snnet-export build`, see snnet_export/build.py...}}
+      "engines": {"<target>": {...written by `snnet-export build`, see snnet_export/engine_build/...}}
     }
 """
 from __future__ import annotations

@@ -49,7 +49,7 @@ def test_nearest_must_be_a_real_boolean(tmp_path, value):
 
 
 def test_target_yaml_booleans_are_strict(tmp_path):
-    from snnet_export.build.targets import load_target
+    from snnet_export.engine_build.targets import load_target
 
     path = tmp_path / "t.yaml"
     path.write_text("name: t\nprecision: fp16\nversion_compatible: no\n")

@@ -1,4 +1,4 @@
-"""TensorRT backend of the runtime (the builder is :mod:`snnet_export.build.trt_builder`), imported lazily.
+"""TensorRT backend of the runtime (the builder is :mod:`snnet_export.engine_build.trt_builder`), imported lazily.
 
 * :mod:`.runner` loads engines (refitting weight-stripped ones), shares one activation buffer
   between resident engines and runs them: :class:`~.runner.TrtEngine`, :class:`~.runner.SharedScratch`.

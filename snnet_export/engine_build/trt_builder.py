@@ -2,7 +2,7 @@
 
 :class:`TrtBuilder` keeps one ``trt.Builder`` and one timing cache for all stitches of a build (the
 stitches share most layer shapes, so later builds reuse earlier timings); :meth:`TrtBuilder.build`
-applies a :class:`~snnet_export.build.plan.BuildPlan`: the optimisation profile, workspace, optimisation
+applies a :class:`~snnet_export.engine_build.plan.BuildPlan`: the optimisation profile, workspace, optimisation
 level, precision flags, DLA, hardware/version compatibility and weight stripping.
 
 The ONNX is parsed with ``parse_from_file`` so TensorRT finds the shared external-data weight file

@@ -3,7 +3,7 @@
 A profile says how engines are built for one kind of device (batch range, workspace, builder
 optimisation level, DLA, hardware/version compatibility) and what that device's TensorRT accepts
 (minimum version, highest ONNX opset). Built-in profiles ship inside the package
-(``snnet_export/build/target_profiles/``, read with :mod:`importlib.resources`, so an installed
+(``snnet_export/engine_build/target_profiles/``, read with :mod:`importlib.resources`, so an installed
 wheel has them); the current directory's ``engines/targets/`` may add more. Any other profile is
 loaded from a YAML path. Nothing here imports TensorRT.
 
@@ -86,7 +86,7 @@ def target_dirs() -> list[Path]:
     """Folders searched for built-in profiles: the package's own, then the current directory's."""
     from importlib.resources import files
 
-    packaged = Path(str(files("snnet_export.build") / "target_profiles"))
+    packaged = Path(str(files("snnet_export.engine_build") / "target_profiles"))
     dirs = [packaged, Path.cwd() / "engines" / "targets"]
     out: list[Path] = []
     for d in dirs:

@@ -101,7 +101,7 @@ def build_engines(folder: str | Path, target: str | Path | TargetProfile, *,
 
     Raises:
         MissingDependencyError: TensorRT or cuda-python is not installed (not for ``dry_run``).
-        CheckError: :func:`~snnet_export.build.check.check_folder` found what TensorRT would reject.
+        CheckError: :func:`~snnet_export.engine_build.check.check_folder` found what TensorRT would reject.
         BuildError: a plan error (see :func:`plan_build`) or a failed build.
     """
     kwargs: dict[str, Any] = dict(configs=configs, strip_weights=strip_weights, timing_cache=timing_cache)

@@ -2,7 +2,7 @@
 
 Pipeline: :func:`plan_build` turns ``engines/NAME/manifest.json`` plus a target profile into a
 :class:`BuildPlan` (stitches, profile shapes, flags, timing cache, output files) without TensorRT;
-:func:`build_engines` runs the plan through :mod:`snnet_export.build.trt_builder`, skipping stitches whose
+:func:`build_engines` runs the plan through :mod:`snnet_export.engine_build.trt_builder`, skipping stitches whose
 engine is up to date, and stores one :class:`EngineRecord` per engine in the manifest::
 
     manifest["engines"]["<target>"] = {
