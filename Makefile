@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # torch's CUDA build also runs on CPU; torchvision (needed by timm) has no CPU-only build here.
 TORCH  ?= torch==2.15.0 torchvision==0.29.2
 
-.PHONY: install demo test lint typecheck clean gpu-check
+.PHONY: install demo test lint typecheck docs clean gpu-check
 
 install: $(STAMP)
 
@@ -34,11 +34,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	MYPYPATH=$(STUBS) $(PY) -m mypy snnet_export/engine_build/trt_builder.py snnet_export/runtime/trt
 
-test: $(STAMP) lint typecheck
+# The documentation site (docs/ + mkdocs.yml) into site/ (git-ignored); --strict fails on a broken
+# link, a missing page or anchor, or a page left out of the nav. Builds offline. (Not --quiet:
+# mkdocs 1.6 with --quiet hides the warnings and then does not abort on them.)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+test: $(STAMP) lint typecheck docs
 	$(PY) -m pytest -q -rs
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info site
 
 # On a machine with an NVIDIA GPU (and TensorRT): build, run, compare and time a few DeiT stitches.
 # Without a GPU it says so and exits 0 without writing a results file (see benchmarks/gpu_check.py).
