@@ -1,6 +1,6 @@
 """The README is a front door and the docs keep their promises.
 
-- README.md stays <= 250 lines and opens with the two set-up commands;
+- README.md stays <= 250 lines and opens with the two set-up commands; no docs page exceeds 300;
 - every relative link (and ``#anchor``) in README.md and docs/*.md points at a file and heading that
   exist, and every docs page is in mkdocs.yml's nav (``make docs`` / ``make test`` also run
   ``mkdocs build --strict``, which checks the site as built);
@@ -62,6 +62,11 @@ def test_readme_is_a_front_door():
     assert first < 15, "the set-up commands come first"
     block = lines[first + 1:lines.index("```", first + 1)]
     assert [b.split("#")[0].strip() for b in block] == ["make demo", "make test"]
+
+
+def test_docs_pages_stay_small():
+    long = {p.name: n for p in PAGES if (n := len(p.read_text().splitlines())) > 300}
+    assert not long, f"docs pages over 300 lines (split them by task): {long}"
 
 
 @pytest.mark.parametrize("page", [README, *PAGES], ids=lambda p: str(p.relative_to(ROOT)))
