@@ -309,6 +309,21 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, int]:
             "data loss": kinds.count("data_loss")}
 
 
+def render(summary: dict, env: dict, rows: list[dict]) -> str:
+    """The results .md; each error line is a code span, so Markdown (and the docs site) shows it as is."""
+    lines = ["# Fault battery", "", "`benchmarks/fault_battery.py`: every input through the real CLI "
+             "(subprocesses) or on a copy of a real tiny export.", "",
+             "| | count |", "|---|---:|", *[f"| {k} | {v} |" for k, v in summary.items()], "",
+             f"Environment: {env}", "", "| group | input | outcome | first error line |", "|---|---|---|---|"]
+    lines += [f"| {r['group']} | {r['input']} | {r['kind']} | "
+              f"{_code(r['error'][:140].replace('|', '/'))} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _code(text: str) -> str:
+    return f"`{text.replace('`', chr(39))}`" if text else ""
+
+
 def main() -> None:
     load = [round(v, 2) for v in os.getloadavg()]
     t0 = time.perf_counter()
@@ -321,12 +336,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "fault_battery.json").write_text(json.dumps({"summary": summary, "environment": env, "cases": rows},
                                                            indent=2) + "\n")
-    lines = ["# Fault battery", "", "`benchmarks/fault_battery.py`: every input through the real CLI "
-             "(subprocesses) or on a copy of a real tiny export.", "",
-             "| | count |", "|---|---:|", *[f"| {k} | {v} |" for k, v in summary.items()], "",
-             f"Environment: {env}", "", "| group | input | outcome | first error line |", "|---|---|---|---|"]
-    lines += [f"| {r['group']} | {r['input']} | {r['kind']} | {r['error'][:140].replace('|', '/')} |" for r in rows]
-    (RESULTS / "fault_battery.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "fault_battery.md").write_text(render(summary, env, rows))
     print(json.dumps(summary, indent=2))
 
 

@@ -32,7 +32,7 @@ from ..engine_folder.profile import PROFILE_SCHEMA, PROFILE_VERSION, cpu_name, d
 log = logging.getLogger(__name__)
 
 BACKENDS = ("ort", "trt")
-#: ONNX Runtime settings ``bench`` can measure (see README "Benchmarking and reports")
+#: ONNX Runtime settings ``bench`` can measure (see docs/ort.md)
 #: Every mode stops its threads spinning when a run ends: a session left spinning steals a core
 #: from whatever runs next (another stitch, or the interleaved PyTorch baseline, whose OpenMP
 #: barriers then stall: measured 108 ms instead of 65 ms for DeiT-S at batch 1 on 2 cores).

@@ -235,7 +235,7 @@ def get_family(name_or_path: str | Path | FamilySpec) -> FamilySpec:
 
 
 def family_from_yaml(path: str | Path) -> FamilySpec:
-    """Parse and validate a YAML family spec (format documented in the README)."""
+    """Parse and validate a YAML family spec (format documented in docs/families.md)."""
     from ..fileio import read_yaml
 
     return family_from_dict(read_yaml(path, "family spec", FamilyError), source=str(path))

@@ -59,7 +59,7 @@ class _Guarded:
     One ``os.stat`` per call (a system call, small next to any inference): a file replaced, truncated or rewritten under
     a live Selector is refused with a :class:`VerifyError` instead of serving wrong weights or
     dying of SIGBUS on a truncated memory map. (A change between this check and the run itself
-    is not caught: see README, Reliability.)
+    is not caught: see docs/reliability.md.)
     """
 
     def __init__(self, runner: Callable[[np.ndarray], np.ndarray], path: Path, stamp: tuple[int, int, int]) -> None:
