@@ -172,14 +172,14 @@ def _loop(triton: Any, holder: EngineHolder, options: ServeOptions, stop: thread
           reload_asked: threading.Event) -> None:
     last = holder.counter.snapshot()
     waited = 0.0
-    while not stop.wait(0.2):
+    while not stop.wait(0.05):
         if reload_asked.is_set():
             reload_asked.clear()
             threading.Thread(target=holder.reload, name="snnet-reload", daemon=True).start()
         if not triton.is_alive():
             log.error("Triton Inference Server stopped unexpectedly")
             raise SystemExit(1)
-        waited += 0.2
+        waited += 0.05
         if options.stats_every_s and waited >= options.stats_every_s:
             waited, now = 0.0, holder.counter.snapshot()
             if now != last:
