@@ -133,3 +133,17 @@ def test_libpython_dir_goes_first_in_ld_library_path():
         pytest.skip("this interpreter has no shared libpython")
     assert added == libdir and env["LD_LIBRARY_PATH"].split(os.pathsep)[:2] == [libdir, "/opt/x"]
     assert prepare_environment(env) == libdir and env["LD_LIBRARY_PATH"].count(libdir) == 1
+
+
+def test_cli_refuses_a_folder_that_is_not_an_engine_folder_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from snnet_export.cli import cli
+
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path), "--http-port", "18931", "--grpc-port", "18932",
+                                      "--metrics-port", "18933"])
+    assert result.exit_code == 1
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "manifest" in lines[0], result.output
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path), "--http-port", "9000", "--grpc-port", "9000"])
+    assert result.exit_code == 1 and "three different ports" in result.output
