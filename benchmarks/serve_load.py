@@ -208,7 +208,7 @@ def main() -> None:
     pick = between[:: max(1, len(between) // max(1, args.fixed - 2))][: max(0, args.fixed - 2)]
     fixed = sorted({best, fastest, *pick}, key=lambda i: -acc[i])
     names: dict[str, int | None] = {"policy": None, **{f"stitch {i}": i for i in fixed}}
-    logs = args.out.parent / "serve_load_logs"
+    logs = ROOT / "engines" / "serve-load-logs"  # server logs: output, not results
     logs.mkdir(parents=True, exist_ok=True)
     # the SLO depends on the calibration, which needs a server: start (b) first, then the rest
     servers = start_servers(work, {f"stitch {best}": best}, args, 1000.0, max_batch, logs)

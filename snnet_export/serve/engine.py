@@ -128,11 +128,17 @@ class EngineHolder:
         with self._lock:
             start = time.perf_counter()
             queue_s = self.queue.started(start)
-            out = self._serve(self.current, requests, queue_s)
+            try:
+                out = self._serve(self.current, requests, queue_s, start)
+            except Exception as exc:  # noqa: BLE001 - never a traceback to the client, never a dead server
+                msg = f"the server could not run this batch: {first_line(exc)}"
+                log.error("%s (%d request(s))", msg, len(requests))
+                self.counter.add_errors(len(requests))
+                out = [error_response(msg) for _ in requests]
             self.queue.finished(start, time.perf_counter(), sum(_images(r) for r in requests))
             return out
 
-    def _serve(self, engine: Engine, requests: Sequence[Any], queue_s: float) -> list[Response]:
+    def _serve(self, engine: Engine, requests: Sequence[Any], queue_s: float, start: float) -> list[Response]:
         out: list[Response | None] = [None] * len(requests)
         groups: dict[int | None, list[tuple[int, Item]]] = {}
         resident = engine.selector.resident
@@ -149,7 +155,8 @@ class EngineHolder:
         if free:
             budgets = [it.max_latency_ms for _, it in free if it.max_latency_ms is not None]
             items = sum(len(it.x) for _, it in free)
-            engine.policy.choose(items, queue_s, min(budgets) if budgets else None)
+            waited = queue_s + time.perf_counter() - start  # + this batch's checks and pinned groups
+            engine.policy.choose(items, waited, min(budgets) if budgets else None)
             self._run_group(engine, free, None, out)
         errors = sum(ERROR_KEY in r for r in out if r is not None)
         if errors:
