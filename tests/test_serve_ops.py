@@ -99,6 +99,7 @@ def test_reload_under_load_drops_nothing_and_a_failed_reload_keeps_serving(versi
     failed = [line for line in log.splitlines() if "reload of" in line]
     assert len(failed) == 1 and "failed, still serving" in failed[0], failed
     assert "Traceback" not in log
+    assert "served per stitch {" in log  # the per-stitch figures, at exit
 
 
 @pytest.fixture(scope="module")

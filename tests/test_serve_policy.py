@@ -147,3 +147,27 @@ def test_cli_refuses_a_folder_that_is_not_an_engine_folder_in_one_line(tmp_path)
     assert len(lines) == 1 and lines[0].startswith("Error:") and "manifest" in lines[0], result.output
     result = CliRunner().invoke(cli, ["serve", str(tmp_path), "--http-port", "9000", "--grpc-port", "9000"])
     assert result.exit_code == 1 and "three different ports" in result.output
+
+
+BLOCK_PYTRITON = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "pytriton":
+            raise ImportError(f"blocked for this test: {name}")
+sys.meta_path.insert(0, _Block())
+from snnet_export.cli import main
+sys.argv = ["snnet-export", "serve", sys.argv[1]]
+main()
+"""
+
+
+def test_without_the_serve_extra_the_command_names_it(folder):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", BLOCK_PYTRITON, str(folder)], capture_output=True, text=True,
+                          timeout=120)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "Warning" not in ln and "warn" not in ln]
+    assert proc.returncode == 1 and "snnet-export[serve]" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1, lines

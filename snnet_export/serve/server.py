@@ -103,11 +103,10 @@ def _quiet_logs() -> None:
 
 def build_triton(holder: EngineHolder, options: ServeOptions) -> Any:
     """A started PyTriton ``Triton`` serving ``holder`` as ``options.model_name`` (call ``stop()``)."""
-    pytriton = require("pytriton", "`snnet-export serve`")
+    require("pytriton", "`snnet-export serve`")
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor, TimeoutAction
     from pytriton.triton import Triton, TritonConfig
 
-    del pytriton
     prepare_environment()
     _patch_pytriton()
     _quiet_logs()
@@ -138,6 +137,7 @@ def build_triton(holder: EngineHolder, options: ServeOptions) -> Any:
 def serve_folder(folder: str | Path, options: ServeOptions, ready: Callable[[], None] | None = None) -> int:
     """Serve ``folder`` until SIGTERM/SIGINT (main thread) or ``stop`` below; returns the exit code."""
     options.check()
+    require("pytriton", "`snnet-export serve`")  # before loading anything: say which extra is missing
     holder = EngineHolder(folder, options)
     if holder.max_batch > max(holder.current.policy._batches):
         log.warning("--max-batch %d is larger than the largest profiled batch %d: the policy predicts larger "
