@@ -46,12 +46,13 @@ def parse() -> argparse.Namespace:
     p.add_argument("--step-s", type=float, default=5.0)
     p.add_argument("--fixed", type=int, default=4, help="single-stitch servers (frontier stitches)")
     p.add_argument("--slo-ms", type=float, default=None)
-    p.add_argument("--slo-factor", type=float, default=4.0)
+    p.add_argument("--slo-factor", type=float, default=8.0)
     p.add_argument("--max-batch-requests", type=int, default=8, help="batcher limit, in requests")
     p.add_argument("--max-queue", type=int, default=32)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per server")
-    p.add_argument("--overhead-ms", type=float, default=2.0)
+    p.add_argument("--overhead-ms", type=float, default=None,
+                   help="policy's per-request overhead (default: measured, unloaded round trip - profiled compute)")
     p.add_argument("--out", type=Path, default=RESULTS / "serve_load")
     return p.parse_args()
 
@@ -148,6 +149,15 @@ async def _closed_loop(url: str, seconds: float, concurrency: int, xs) -> tuple[
     return len(lats) / seconds, float(np.median(lats))
 
 
+def profiled_p50(folder: Path, stitch: int, batch: int) -> float:
+    """The re-benched profile's median compute time (ms) of ``stitch`` at ``batch``."""
+    from snnet_export.engine_folder.profile import find_profile
+
+    prof = find_profile(folder, "ort")
+    assert prof is not None
+    return float(next(r["latency_ms"]["p50"] for r in prof["stitches"] if r["id"] == stitch and r["batch"] == batch))
+
+
 def calibrate(url: str, xs, concurrency: int) -> dict:
     asyncio.run(_closed_loop(url, 1.0, 1, xs))  # warm-up
     _, unloaded = asyncio.run(_closed_loop(url, 2.0, 1, xs))
@@ -178,11 +188,11 @@ def summarise(rows: list[dict], rate: float, seconds: float, slo_s: float, k: in
 
 
 def start_servers(folder: Path, names: dict[str, int | None], args: argparse.Namespace, slo_ms: float,
-                  max_batch: int, logs: Path) -> dict:
+                  max_batch: int, logs: Path, overhead_ms: float = 1.0) -> dict:
     from serve_helpers import Server
 
     common = ["--max-batch", str(max_batch), "--max-queue", str(args.max_queue), "--max-queue-delay-ms", "1",
-              "--slo-ms", f"{slo_ms:.3f}", "--overhead-ms", str(args.overhead_ms)]
+              "--slo-ms", f"{slo_ms:.3f}", "--overhead-ms", f"{overhead_ms:.3f}"]
     servers = {name: Server(folder, logs / f"{name}.log", *common, *([] if sid is None else ["--stitch", str(sid)]))
                for name, sid in names.items()}
     for s in servers.values():
@@ -211,11 +221,21 @@ def main() -> None:
     logs = ROOT / "engines" / "serve-load-logs"  # server logs: output, not results
     logs.mkdir(parents=True, exist_ok=True)
     # the SLO depends on the calibration, which needs a server: start (b) first, then the rest
-    servers = start_servers(work, {f"stitch {best}": best}, args, 1000.0, max_batch, logs)
-    cal = calibrate(servers[f"stitch {best}"].grpc_url, xs, args.concurrency)
-    servers[f"stitch {best}"].stop()
-    slo_ms = args.slo_ms or round(args.slo_factor * cal["unloaded_p50_ms"], 1)
-    servers = start_servers(work, names, args, slo_ms, max_batch, logs)
+    # the SLO and the overhead come from the calibration, on the single-stitch servers (the SLO does not
+    # matter to them); then the policy server starts with both
+    servers = start_servers(work, {n: i for n, i in names.items() if i is not None}, args, 1000.0, max_batch, logs)
+    try:
+        cal = calibrate(servers[f"stitch {best}"].grpc_url, xs, args.concurrency)
+        compute_ms = profiled_p50(work, best, k)
+        overhead_ms = args.overhead_ms if args.overhead_ms is not None else max(1.0, cal["unloaded_p50_ms"] - compute_ms)
+        cal.update(profiled_compute_p50_ms=round(compute_ms, 2), overhead_ms=round(overhead_ms, 2))
+        slo_ms = args.slo_ms or round(args.slo_factor * cal["unloaded_p50_ms"], 1)
+        servers.update(start_servers(work, {"policy": None}, args, slo_ms, max_batch, logs, overhead_ms))
+    except BaseException:
+        for s in servers.values():
+            s.stop()
+        raise
+    servers = {n: servers[n] for n in names}
     try:
         peak = matmul_peak(args.threads)
         for s in servers.values():
@@ -275,7 +295,7 @@ def write(args, src, work, frontier, acc, fixed, cal, slo_ms, peak, results, tim
     out = {"folder": str(src), "served_copy": str(work.relative_to(ROOT)), "frontier": frontier,
            "accuracy": {str(i): acc[i] for i in frontier}, "fixed": fixed, "images_per_request": k,
            "max_batch_images": max_batch, "max_queue": args.max_queue, "step_s": args.step_s,
-           "calibration": cal, "slo_ms": slo_ms, "steps": steps, "results": results, "comparison": rows,
+           "calibration": cal, "slo_ms": slo_ms, "slo_factor": args.slo_factor, "steps": steps, "results": results, "comparison": rows,
            "exit_codes": codes, "environment": env}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(out, indent=1, default=str))

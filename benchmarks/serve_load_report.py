@@ -18,7 +18,9 @@ def markdown(out: dict[str, Any]) -> str:
         f"{out['max_batch_images']} images; queue bound {out['max_queue']} requests; {out['step_s']} s per step "
         "and server, servers visited in turn within each step (interleaved).",
         f"Calibration (stitch {fixed[0]} alone, closed loop): capacity **{cal['capacity_rps']} req/s**, unloaded "
-        f"p50 {cal['unloaded_p50_ms']} ms; **SLO {out['slo_ms']} ms**.",
+        f"p50 {cal['unloaded_p50_ms']} ms (profiled compute {cal['profiled_compute_p50_ms']} ms, so the policy reserves "
+        f"{cal['overhead_ms']} ms of overhead per request); **SLO {out['slo_ms']} ms** ({out['slo_factor']} x the "
+        "unloaded p50).",
         f"Environment: {env['cpu_count']} CPUs shared with other work, load average before {env['load_average']['before']}"
         f", after {env['load_average']['after']}; FP32 matmul peak {env['matmul_peak_gflops']} GFLOP/s at "
         f"{env['ort_threads_per_server']} thread(s); ONNX Runtime {env['onnxruntime']}, PyTriton {env['pytriton']}, "

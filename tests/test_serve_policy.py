@@ -85,8 +85,12 @@ def test_queue_clock_bounds_the_wait_of_the_oldest_request():
     assert q.started(10.0205) == pytest.approx(0.0205)  # arrived during the last batch at the earliest
     q.finished(10.0205, 10.030, 4)
     assert q.started(10.5) == 0.001  # idle gap: they arrived after the server went idle
-    q.finished(10.5, 10.6, 8)  # a full batch: a backlog, the wait is at least the time since it started
-    assert q.started(11.0) == pytest.approx(0.5)
+    q.finished(10.5, 10.6, 8)  # full batches may leave a backlog: what waits arrived after the idle gap ended
+    assert q.started(10.6) == pytest.approx(10.6 - 10.030)
+    q.finished(10.6, 10.7, 8)
+    assert q.started(10.7) == pytest.approx(10.7 - 10.030)  # and grows while the batches stay full
+    q.finished(10.7, 10.75, 3)  # a batch that is not full emptied the queue
+    assert q.started(10.7502) == pytest.approx(0.0502)
 
 
 def test_compute_budget_caps_at_half_and_never_below_zero(holder):

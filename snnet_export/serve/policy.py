@@ -5,8 +5,8 @@ server sees. For each batch Triton hands over:
 
 1. :class:`QueueClock` bounds how long the batch's oldest request already waited in Triton's
    queue (the server cannot see arrival times; it sees when each batch starts and ends: a request
-   that waited arrived after the previous batch was formed, so it waited at most the time since
-   that batch started; after an idle gap longer than the batcher's delay it waited at most that delay);
+   still waiting arrived after the last batch that was not full was formed, since that batch
+   emptied the queue; after an idle gap longer than the batcher's delay it waited at most that delay);
 2. the compute budget is ``min(budget - queue wait - overhead, budget / 2)``, where ``budget`` is the
    SLO or the tightest ``max_latency_ms`` of the batch's requests (they all return together). The
    half cap keeps the loop stable: the next batch's queue wait is this batch's compute;
@@ -38,23 +38,35 @@ IDLE_SLACK_S = 0.0005
 
 
 class QueueClock:
-    """Upper bound of the queue wait of each batch's oldest request, from batch start/end times."""
+    """Upper bound of the queue wait of each batch's oldest request, from batch start/end times.
+
+    A batch that is not full empties Triton's queue, so every request waiting later arrived after
+    that batch started (the *horizon*); a full batch may leave a backlog, so the horizon stays where
+    it was and the bound grows with every further full batch, which moves the policy down until
+    the queue drains. After an idle gap longer than the batcher's delay (Triton starts the next
+    batch at once while requests wait), the queue was empty: a batch's requests arrived during the
+    gap and waited at most that delay.
+    """
 
     def __init__(self, max_queue_delay_s: float, max_batch: int) -> None:
         self.max_delay = max_queue_delay_s
         self.max_batch = max_batch
         self._prev: tuple[float, float, int] | None = None  # (start, end, items) of the last batch
+        self._horizon = 0.0  # every request still waiting arrived after this time
 
     def started(self, now: float) -> float:
         """Seconds the oldest request of the batch starting at ``now`` waited (an upper bound)."""
         if self._prev is None:
             return self.max_delay
-        start, end, items = self._prev
-        if items < self.max_batch and now - end > self.max_delay + IDLE_SLACK_S:
-            return self.max_delay  # the server sat idle: these requests arrived after it finished
-        return max(now - start, 0.0)
+        end = self._prev[1]
+        if now - end > self.max_delay + IDLE_SLACK_S:  # idle: the queue was empty when the last batch ended
+            self._horizon = end
+            return self.max_delay
+        return max(now - self._horizon, 0.0)
 
     def finished(self, start: float, end: float, items: int) -> None:
+        if self._prev is None or items < self.max_batch:
+            self._horizon = start
         self._prev = (start, end, items)
 
 
