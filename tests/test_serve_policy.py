@@ -80,17 +80,21 @@ def test_policy_runs_most_accurate_within_slo_and_fastest_for_tight_budgets(hold
 
 def test_queue_clock_bounds_the_wait_of_the_oldest_request():
     q = QueueClock(max_queue_delay_s=0.001, max_batch=8)
+    gap = q.pipeline_gap  # the default until full batches measured it
     assert q.started(10.0) == 0.001
     q.finished(10.0, 10.020, 4)
     assert q.started(10.0205) == pytest.approx(0.0205)  # arrived during the last batch at the earliest
     q.finished(10.0205, 10.030, 4)
-    assert q.started(10.5) == 0.001  # idle gap: they arrived after the server went idle
+    assert q.started(10.5) == pytest.approx(0.001 + gap)  # idle gap: they arrived after the server went idle
     q.finished(10.5, 10.6, 8)  # full batches may leave a backlog: what waits arrived after the idle gap ended
-    assert q.started(10.6) == pytest.approx(10.6 - 10.030)
-    q.finished(10.6, 10.7, 8)
-    assert q.started(10.7) == pytest.approx(10.7 - 10.030)  # and grows while the batches stay full
-    q.finished(10.7, 10.75, 3)  # a batch that is not full emptied the queue
-    assert q.started(10.7502) == pytest.approx(0.0502)
+    assert q.started(10.602) == pytest.approx(10.602 - 10.030)
+    q.finished(10.602, 10.7, 8)
+    assert q.started(10.702) == pytest.approx(10.702 - 10.030)  # and grows while the batches stay full
+    assert q.pipeline_gap == pytest.approx(0.002)  # measured after full batches
+    q.finished(10.702, 10.75, 3)  # a batch that is not full emptied the queue
+    assert q.started(10.7525) == pytest.approx(0.0505)  # a gap of 2.5 ms is pipeline, not idle
+    q.finished(10.7525, 10.76, 3)
+    assert q.started(10.9) == pytest.approx(0.001 + 0.002)  # a long gap is idle
 
 
 def test_compute_budget_caps_at_half_and_never_below_zero(holder):

@@ -6,7 +6,8 @@ server sees. For each batch Triton hands over:
 1. :class:`QueueClock` bounds how long the batch's oldest request already waited in Triton's
    queue (the server cannot see arrival times; it sees when each batch starts and ends: a request
    still waiting arrived after the last batch that was not full was formed, since that batch
-   emptied the queue; after an idle gap longer than the batcher's delay it waited at most that delay);
+   emptied the queue; after an idle gap (longer than the batcher's delay plus the usual gap between
+   batches outside this process) it waited at most that delay plus that gap);
 2. the compute budget is ``min(budget - queue wait - overhead, budget / 2)``, where ``budget`` is the
    SLO or the tightest ``max_latency_ms`` of the batch's requests (they all return together). The
    half cap keeps the loop stable: the next batch's queue wait is this batch's compute;
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import bisect
 import logging
+import statistics
 import threading
 import time
 import warnings
-from collections import Counter
+from collections import Counter, deque
 import numpy as np
 from numpy.typing import NDArray
 
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: slack on the batcher's delay before a gap counts as idle (scheduling jitter)
 IDLE_SLACK_S = 0.0005
+#: the gap between two batches outside this process, until full batches have measured it
+DEFAULT_PIPELINE_GAP_S = 0.003
 
 
 class QueueClock:
@@ -43,9 +47,10 @@ class QueueClock:
     A batch that is not full empties Triton's queue, so every request waiting later arrived after
     that batch started (the *horizon*); a full batch may leave a backlog, so the horizon stays where
     it was and the bound grows with every further full batch, which moves the policy down until
-    the queue drains. After an idle gap longer than the batcher's delay (Triton starts the next
-    batch at once while requests wait), the queue was empty: a batch's requests arrived during the
-    gap and waited at most that delay.
+    the queue drains. Between two batches there is always a gap outside this process (PyTriton's
+    IPC, Triton's response and batching work): its median after full batches, when requests were
+    certainly waiting, is the *pipeline gap*. A gap longer than the batcher's delay plus twice that
+    means the server sat idle with an empty queue: the batch's requests arrived during the gap.
     """
 
     def __init__(self, max_queue_delay_s: float, max_batch: int) -> None:
@@ -53,15 +58,24 @@ class QueueClock:
         self.max_batch = max_batch
         self._prev: tuple[float, float, int] | None = None  # (start, end, items) of the last batch
         self._horizon = 0.0  # every request still waiting arrived after this time
+        self._gaps: deque[float] = deque(maxlen=16)  # end -> next start after full batches
+
+    @property
+    def pipeline_gap(self) -> float:
+        """Median seconds between a batch's end and the next start while requests wait."""
+        return statistics.median(self._gaps) if self._gaps else DEFAULT_PIPELINE_GAP_S
 
     def started(self, now: float) -> float:
         """Seconds the oldest request of the batch starting at ``now`` waited (an upper bound)."""
         if self._prev is None:
             return self.max_delay
-        end = self._prev[1]
-        if now - end > self.max_delay + IDLE_SLACK_S:  # idle: the queue was empty when the last batch ended
+        _, end, items = self._prev
+        if items >= self.max_batch:
+            self._gaps.append(max(now - end, 0.0))
+        gap = self.pipeline_gap
+        if now - end > self.max_delay + 2 * gap + IDLE_SLACK_S:  # idle: the queue was empty at ``end``
             self._horizon = end
-            return self.max_delay
+            return self.max_delay + gap
         return max(now - self._horizon, 0.0)
 
     def finished(self, start: float, end: float, items: int) -> None:
