@@ -61,6 +61,7 @@ class Server:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         self._log = open(log, "w")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self._terminated = False
 
     @property
     def url(self) -> str:
@@ -91,10 +92,12 @@ class Server:
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
+        self._terminated = self._terminated or sig == signal.SIGTERM
 
     def stop(self, timeout: float = 60.0) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if not self._terminated:
+                self.signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -6,6 +6,7 @@ pinning, budgets, concurrency, every bad input, health, metrics and two replicas
 """
 from __future__ import annotations
 
+import signal
 import threading
 import urllib.request
 
@@ -29,6 +30,8 @@ def servers(folder, tmp_path_factory):
     try:
         yield [s.wait_ready() for s in started]
     finally:
+        for s in started:  # both drain at once
+            s.signal(signal.SIGTERM)
         codes = [s.stop() for s in started]
         assert codes == [0, 0], [s.log()[-3000:] for s in started]
 

@@ -144,12 +144,13 @@ def serve_folder(folder: str | Path, options: ServeOptions, ready: Callable[[], 
                     "batches from that one (bench the folder at the batches you serve)", holder.max_batch,
                     max(holder.current.policy._batches))
     stop, reload_asked = threading.Event(), threading.Event()
+    previous = _install_signals(stop, reload_asked)  # before Triton starts: a SIGTERM during start-up stops cleanly
     try:
         triton = build_triton(holder, options)
     except Exception:
         holder.close()
+        _restore_signals(previous)
         raise
-    previous = _install_signals(stop, reload_asked)
     eng = holder.current
     log.info("serving %s as model '%s' on http://%s:%d (gRPC %d, metrics %d): SLO %.1f ms, %s, stitches %s",
              eng.folder, options.model_name, options.host, options.http_port, options.grpc_port,
