@@ -15,7 +15,7 @@ $(STAMP): setup.py setup.cfg Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[train,plot,dev,docs]'
+	$(PY) -m pip install -q -e '.[train,plot,dev,docs,serve]'
 	# TensorRT type stubs live outside the runtime venv's site-packages: installed there they
 	# would make `import tensorrt` succeed as an empty namespace package.
 	$(PY) -m pip install -q --no-deps --upgrade --target $(STUBS) tensorrt-stubs==10.13.0.35.1

@@ -20,6 +20,8 @@ EXTRA_FOR = {
     "matplotlib": "plot",
     "tensorrt": "trt",
     "cuda": "trt",
+    "pytriton": "serve",
+    "tritonclient": "serve",
 }
 
 

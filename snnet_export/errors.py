@@ -79,3 +79,7 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     text = lines[0] if lines else type(exc).__name__
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+class ServeError(SNNetExportError, ValueError):
+    """A ``serve`` option, an inference request or an engine reload cannot be used."""
