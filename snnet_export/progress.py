@@ -5,7 +5,7 @@ import sys
 from typing import Any, Iterable
 
 
-def progress_bar(items: Iterable[Any], desc: str, unit: str = "it", disable: bool = False, **kw: Any) -> Any:
+def progress_bar(items: Iterable[Any] | None, desc: str, unit: str = "it", disable: bool = False, **kw: Any) -> Any:
     """A tqdm bar over ``items`` writing to stderr; a plain iterator wrapper when disabled."""
     import logging
 
