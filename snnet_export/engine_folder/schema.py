@@ -10,11 +10,12 @@ file and their dtype/shape, and that every stitch has the same output shape. No 
 """
 from __future__ import annotations
 
+import builtins
 import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NoReturn
 
 from ..errors import VerifyError
 
@@ -26,61 +27,61 @@ _ITEMSIZE = {"float32": 4, "float16": 2, "float64": 8, "bfloat16": 2, "int64": 8
 class _Check:
     """Field checks that raise one error naming ``file`` and the field path."""
 
-    def __init__(self, file: str | Path, error: type[Exception]) -> None:
+    def __init__(self, file: builtins.str | Path, error: builtins.type[Exception]) -> None:
         self.file = Path(file).name if isinstance(file, Path) else str(file)
         self.error = error
 
-    def fail(self, where: str, msg: str) -> None:
+    def fail(self, where: builtins.str, msg: builtins.str) -> NoReturn:
         raise self.error(f"{self.file}: {where}: {msg}")
 
-    def get(self, obj: Mapping[str, Any], key: str, where: str) -> Any:
+    def get(self, obj: Mapping[builtins.str, Any], key: builtins.str, where: builtins.str) -> Any:
         if key not in obj:
             self.fail(f"{where}{key}", "missing")
         return obj[key]
 
-    def dict(self, value: Any, where: str) -> dict[str, Any]:
+    def dict(self, value: Any, where: builtins.str) -> builtins.dict[builtins.str, Any]:
         if not isinstance(value, dict):
             self.fail(where, f"must be an object, got {_kind(value)}")
         return value
 
-    def list(self, value: Any, where: str) -> list[Any]:
+    def list(self, value: Any, where: builtins.str) -> builtins.list[Any]:
         if not isinstance(value, list):
             self.fail(where, f"must be a list, got {_kind(value)}")
         return value
 
-    def str(self, value: Any, where: str) -> str:
+    def str(self, value: Any, where: builtins.str) -> builtins.str:
         if not isinstance(value, str):
             self.fail(where, f"must be a string, got {_kind(value)}")
         return value
 
-    def int(self, value: Any, where: str, lo: int = 0, hi: int | None = None) -> int:
+    def int(self, value: Any, where: builtins.str, lo: builtins.int = 0, hi: builtins.int | None = None) -> builtins.int:
         if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
             rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
             self.fail(where, f"must be an integer {rng}, got {value!r:.60}")
         return value
 
-    def num(self, value: Any, where: str, lo: float = 0.0, positive: bool = False) -> float:
+    def num(self, value: Any, where: builtins.str, lo: float = 0.0, positive: builtins.bool = False) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or value < lo or (positive and value <= 0):
             self.fail(where, f"must be a finite number {'>' if positive else '>='} {lo}, got {value!r:.60}")
         return float(value)
 
-    def bool(self, value: Any, where: str) -> bool:
+    def bool(self, value: Any, where: builtins.str) -> builtins.bool:
         if not isinstance(value, bool):
             self.fail(where, f"must be true or false, got {value!r:.60}")
         return value
 
-    def sha(self, value: Any, where: str) -> str:
+    def sha(self, value: Any, where: builtins.str) -> builtins.str:
         if not isinstance(value, str) or not _HEX64.match(value):
             self.fail(where, "must be a SHA-256 hex digest")
         return value
 
-    def choice(self, value: Any, choices: tuple[Any, ...], where: str) -> Any:
+    def choice(self, value: Any, choices: builtins.tuple[Any, ...], where: builtins.str) -> Any:
         if value not in choices:
             self.fail(where, f"must be one of {list(choices)}, got {value!r:.60}")
         return value
 
-    def unique_ids(self, items: list[Any], key: Callable[[Any], Any], where: str) -> None:
+    def unique_ids(self, items: builtins.list[Any], key: Callable[[Any], Any], where: builtins.str) -> None:
         seen: set[Any] = set()
         for item in items:
             k = key(item)
@@ -112,7 +113,7 @@ def contained(folder: Path, rel: Any, where: str, check: _Check) -> Path:
     return path
 
 
-def check_manifest(data: Any, folder: str | Path, file: str = "manifest.json") -> dict[str, Any]:
+def check_manifest(data: object, folder: str | Path, file: str = "manifest.json") -> dict[str, Any]:
     """Validate a parsed manifest (schema version already checked); returns it unchanged."""
     c = _Check(file, VerifyError)
     folder = Path(folder)
@@ -210,7 +211,7 @@ def _check_engines(c: _Check, folder: Path, target: dict[str, Any], where: str) 
     c.unique_ids(stitches, lambda r: r["id"], f"{where}.stitches")
 
 
-def check_profile(data: Any, file: str | Path, error: type[Exception]) -> dict[str, Any]:
+def check_profile(data: object, file: str | Path, error: type[Exception]) -> dict[str, Any]:
     """Validate a parsed profile (``schema`` already checked); returns it unchanged."""
     c = _Check(file, error)
     data = c.dict(data, "profile")
