@@ -1,6 +1,6 @@
 """Build planning, the TensorRT-version decisions, resume, manifest records and the compat check.
 
-TensorRT is replaced by a fake builder here; tests/test_trt_runtime.py drives the real builder and
+TensorRT is replaced by a fake builder here; tests/test_trt_build.py drives the real builder and
 runtime modules (against a fake ``tensorrt`` module on CPU, and the real one on a GPU).
 """
 from __future__ import annotations
