@@ -20,6 +20,8 @@ from typing import Any, Callable, Mapping, NoReturn
 from ..errors import VerifyError
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_VERSION = re.compile(r"^\d+(\.\d+)*\S{0,40}$")  # "10.13.0.35", "8.9", "10.13.0.35+cuda13"
+_HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-compute-capability")  # engine_build.targets' choices
 _ITEMSIZE = {"float32": 4, "float16": 2, "float64": 8, "bfloat16": 2, "int64": 8, "int32": 4,
              "int8": 1, "uint8": 1, "bool": 1}
 
@@ -75,6 +77,17 @@ class _Check:
         if not isinstance(value, str) or not _HEX64.match(value):
             self.fail(where, "must be a SHA-256 hex digest")
         return value
+
+    def version(self, value: Any, where: builtins.str) -> builtins.str:
+        if not isinstance(value, str) or not _VERSION.match(value):
+            self.fail(where, f"must be a version such as '10.3.0.30', got {value!r:.60}")
+        return value
+
+    def pair(self, value: Any, where: builtins.str) -> builtins.list[float]:
+        """``[low, high]``: two finite numbers >= 0 (a confidence interval)."""
+        if not isinstance(value, list) or len(value) != 2:
+            self.fail(where, f"must be [low, high], got {value!r:.60}")
+        return [self.num(v, f"{where}[{k}]") for k, v in enumerate(value)]
 
     def choice(self, value: Any, choices: builtins.tuple[Any, ...], where: builtins.str) -> Any:
         if value not in choices:
@@ -199,16 +212,46 @@ def _check_entry(c: _Check, folder: Path, e: dict[str, Any], where: str, n_tenso
 def _check_engines(c: _Check, folder: Path, target: dict[str, Any], where: str) -> None:
     stitches = c.list(target.get("stitches", []), f"{where}.stitches")
     for j, rec in enumerate(stitches):
-        w = f"{where}.stitches[{j}]"
-        rec = c.dict(rec, w)
-        c.int(c.get(rec, "id", w + "."), f"{w}.id")
-        contained(folder, c.get(rec, "file", w + "."), f"{w}.file", c)
-        contained(folder, c.get(rec, "onnx", w + "."), f"{w}.onnx", c)
-        c.int(c.get(rec, "size", w + "."), f"{w}.size")
-        for key in ("stripped", "version_compatible"):
-            if key in rec:
-                c.bool(rec[key], f"{w}.{key}")
+        _check_engine_record(c, folder, c.dict(rec, f"{where}.stitches[{j}]"), f"{where}.stitches[{j}]")
     c.unique_ids(stitches, lambda r: r["id"], f"{where}.stitches")
+
+
+def _check_engine_record(c: _Check, folder: Path, rec: dict[str, Any], w: str) -> None:
+    """Every field :meth:`.engine_records.EngineRecord.from_dict` reads (it trusts this check)."""
+    c.int(c.get(rec, "id", w + "."), f"{w}.id")
+    contained(folder, c.get(rec, "file", w + "."), f"{w}.file", c)
+    contained(folder, c.get(rec, "onnx", w + "."), f"{w}.onnx", c)
+    c.sha(c.get(rec, "sha256", w + "."), f"{w}.sha256")
+    c.int(c.get(rec, "size", w + "."), f"{w}.size")
+    c.version(c.get(rec, "tensorrt_version", w + "."), f"{w}.tensorrt_version")
+    gpu = c.dict(c.get(rec, "gpu", w + "."), f"{w}.gpu")
+    c.str(c.get(gpu, "name", w + ".gpu."), f"{w}.gpu.name")
+    c.version(c.get(gpu, "compute_capability", w + ".gpu."), f"{w}.gpu.compute_capability")
+    for j, flag in enumerate(c.list(rec.get("flags") or [], f"{w}.flags")):
+        c.str(flag, f"{w}.flags[{j}]")
+    for key in ("stripped", "version_compatible"):
+        if key in rec:
+            c.bool(rec[key], f"{w}.{key}")
+    if "hardware_compatibility" in rec:
+        c.choice(rec["hardware_compatibility"], _HARDWARE_COMPATIBILITY, f"{w}.hardware_compatibility")
+    builder = c.dict(rec.get("builder") or {}, f"{w}.builder")
+    for key, value in (("dla_core", rec.get("dla_core")), ("builder.optimization_level",
+                       builder.get("optimization_level")), ("builder.workspace_mib", builder.get("workspace_mib"))):
+        if value is not None:
+            c.int(value, f"{w}.{key}")
+    prof = c.dict(rec.get("profile") or {}, f"{w}.profile")
+    if "input" in prof:
+        c.str(prof["input"], f"{w}.profile.input")
+    for key in ("min", "opt", "max"):
+        for k, d in enumerate(c.list(prof.get(key) or [], f"{w}.profile.{key}")):
+            c.int(d, f"{w}.profile.{key}[{k}]", 1)
+    for key in ("onnx_sha256", "weights_sha256"):
+        if rec.get(key) is not None:
+            c.sha(rec[key], f"{w}.{key}")
+    if "build_seconds" in rec:
+        c.num(rec["build_seconds"], f"{w}.build_seconds")
+    if "built" in rec:
+        c.str(rec["built"], f"{w}.built")
 
 
 def check_profile(data: object, file: str | Path, error: type[Exception]) -> dict[str, Any]:
@@ -217,6 +260,15 @@ def check_profile(data: object, file: str | Path, error: type[Exception]) -> dic
     data = c.dict(data, "profile")
     c.str(c.get(data, "backend", ""), "backend")
     c.str(c.get(data, "device", ""), "device")
+    for key in ("precision", "target", "ort_mode", "created"):
+        if data.get(key) is not None:
+            c.str(data[key], key)
+    if data.get("environment") is not None:
+        c.dict(data["environment"], "environment")
+    for i, session in enumerate(c.list(data.get("sessions", []), "sessions")):
+        c.dict(session, f"sessions[{i}]")
+    if data.get("quality") is not None:
+        _check_quality(c, c.dict(data["quality"], "quality"))
     batches = c.list(c.get(data, "batches", ""), "batches")
     if not batches:
         c.fail("batches", "is empty")
@@ -244,12 +296,32 @@ def _check_records(c: _Check, records: list[Any], where: str, batches: set[int])
             c.get(lat, key, f"{w}.latency_ms.")
         for key, value in lat.items():
             if key == "ci95":  # [low, high] of the median (bench.stats.median_ci)
-                if not isinstance(value, list) or len(value) != 2:
-                    c.fail(f"{w}.latency_ms.ci95", f"must be [low, high], got {value!r}")
-                for k, v in enumerate(value):
-                    c.num(v, f"{w}.latency_ms.ci95[{k}]")
+                c.pair(value, f"{w}.latency_ms.ci95")
                 continue
             c.num(value, f"{w}.latency_ms.{key}")
         if "runs" in r:
             c.int(r["runs"], f"{w}.runs", 1)
+        if r.get("throughput_ci95") is not None:
+            c.pair(r["throughput_ci95"], f"{w}.throughput_ci95")
+        if r.get("rel_ci") is not None:
+            c.num(r["rel_ci"], f"{w}.rel_ci")
+        if r.get("efficiency") is not None:
+            for key, value in c.dict(r["efficiency"], f"{w}.efficiency").items():
+                c.num(value, f"{w}.efficiency.{key}")
     c.unique_ids(records, lambda r: (r["id"], r["batch"]), where)
+
+
+def _check_quality(c: _Check, q: dict[str, Any]) -> None:
+    """``quality`` as :func:`snnet_export.bench.merge.ranking_quality` writes it (the report reads it)."""
+    if "max_rel_ci" in q:
+        c.num(q["max_rel_ci"], "quality.max_rel_ci")
+    for batch, b in c.dict(q.get("batches") or {}, "quality.batches").items():
+        w = f"quality.batches.{batch}"
+        b = c.dict(b, w)
+        if b.get("rankable") is not None:
+            c.bool(b["rankable"], f"{w}.rankable")
+        for k, i in enumerate(c.list(b.get("noisy") or [], f"{w}.noisy")):
+            c.int(i, f"{w}.noisy[{k}]")
+        for key in ("median_rel_ci", "max_rel_ci"):
+            if key in b:
+                c.num(b[key], f"{w}.{key}")
