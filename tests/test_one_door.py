@@ -151,3 +151,29 @@ def test_a_bad_engine_record_is_refused_with_one_message_by_every_reader(tmp_pat
     assert _refusal(lambda: load_engines(folder, "dgpu")) == want
     assert _refusal(lambda: Selector(folder, resident="none")) == want  # backend auto reads the records
     assert _cli_error("select", str(folder), "--min-throughput", "10") == want
+
+
+# ---- one field checker for every YAML/JSON door ----------------------------------------------------
+
+def test_target_family_and_manifest_judge_a_field_by_one_rule(tmp_path):
+    """A string where a boolean belongs: the target profile, family spec and manifest doors refuse it
+    with the same rule and message form (snnet_export.fields.Fields), each with its own error class."""
+    from snnet_export.engine_build.targets import target_from_dict
+    from snnet_export.engine_folder.manifest import load_manifest
+    from snnet_export.errors import FamilyError, TargetError
+    from snnet_export.model.family import family_from_dict
+
+    rule = "must be true or false, got 'yes'"
+    got = _refusal(lambda: target_from_dict({"name": "x", "version_compatible": "yes"}, source="t.yaml"),
+                   TargetError)
+    assert got == f"t.yaml: version_compatible: {rule}"
+    family = {"anchors": [{"model": "vit_tiny_patch16_224"}, {"model": "vit_small_patch16_224"}],
+              "stitching": {"nearest": "yes"}}
+    assert _refusal(lambda: family_from_dict(family, source="f.yaml"), FamilyError) == \
+        f"f.yaml: stitching.nearest: {rule}"
+    folder = make_engine_folder(tmp_path / "f")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["engines"] = {"dgpu": {"stitches": [{**_record(0), "stripped": "yes"}]}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert _refusal(lambda: load_manifest(folder), VerifyError) == \
+        f"{folder / 'manifest.json'}: engines.dgpu.stitches[0].stripped: {rule}"

@@ -22,6 +22,10 @@ from typing import Any, Mapping
 
 from ..errors import BuildError
 
+# What an engine may run on besides the GPU that built it (TensorRT's HardwareCompatibilityLevel);
+# target profiles choose one, records store it.
+HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-compute-capability")
+
 
 def parse_version(text: str) -> tuple[int, ...]:
     """``"10.3.0.30"`` -> ``(10, 3, 0, 30)``; tolerates suffixes such as ``"10.13.0.35+cuda13"``."""

@@ -10,101 +10,16 @@ file and their dtype/shape, and that every stitch has the same output shape. No 
 """
 from __future__ import annotations
 
-import builtins
-import math
 import os
-import re
 from pathlib import Path
-from typing import Any, Callable, Mapping, NoReturn
+from typing import Any
 
 from ..errors import VerifyError
+from ..fields import Fields as _Check
+from .engine_records import HARDWARE_COMPATIBILITY
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_VERSION = re.compile(r"^\d+(\.\d+)*\S{0,40}$")  # "10.13.0.35", "8.9", "10.13.0.35+cuda13"
-_HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-compute-capability")  # engine_build.targets' choices
 _ITEMSIZE = {"float32": 4, "float16": 2, "float64": 8, "bfloat16": 2, "int64": 8, "int32": 4,
              "int8": 1, "uint8": 1, "bool": 1}
-
-
-class _Check:
-    """Field checks that raise one error naming ``file`` and the field path."""
-
-    def __init__(self, file: builtins.str | Path, error: builtins.type[Exception]) -> None:
-        self.file = Path(file).name if isinstance(file, Path) else str(file)
-        self.error = error
-
-    def fail(self, where: builtins.str, msg: builtins.str) -> NoReturn:
-        raise self.error(f"{self.file}: {where}: {msg}")
-
-    def get(self, obj: Mapping[builtins.str, Any], key: builtins.str, where: builtins.str) -> Any:
-        if key not in obj:
-            self.fail(f"{where}{key}", "missing")
-        return obj[key]
-
-    def dict(self, value: Any, where: builtins.str) -> builtins.dict[builtins.str, Any]:
-        if not isinstance(value, dict):
-            self.fail(where, f"must be an object, got {_kind(value)}")
-        return value
-
-    def list(self, value: Any, where: builtins.str) -> builtins.list[Any]:
-        if not isinstance(value, list):
-            self.fail(where, f"must be a list, got {_kind(value)}")
-        return value
-
-    def str(self, value: Any, where: builtins.str) -> builtins.str:
-        if not isinstance(value, str):
-            self.fail(where, f"must be a string, got {_kind(value)}")
-        return value
-
-    def int(self, value: Any, where: builtins.str, lo: builtins.int = 0, hi: builtins.int | None = None) -> builtins.int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-            rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            self.fail(where, f"must be an integer {rng}, got {value!r:.60}")
-        return value
-
-    def num(self, value: Any, where: builtins.str, lo: float = 0.0, positive: builtins.bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or value < lo or (positive and value <= 0):
-            self.fail(where, f"must be a finite number {'>' if positive else '>='} {lo}, got {value!r:.60}")
-        return float(value)
-
-    def bool(self, value: Any, where: builtins.str) -> builtins.bool:
-        if not isinstance(value, bool):
-            self.fail(where, f"must be true or false, got {value!r:.60}")
-        return value
-
-    def sha(self, value: Any, where: builtins.str) -> builtins.str:
-        if not isinstance(value, str) or not _HEX64.match(value):
-            self.fail(where, "must be a SHA-256 hex digest")
-        return value
-
-    def version(self, value: Any, where: builtins.str) -> builtins.str:
-        if not isinstance(value, str) or not _VERSION.match(value):
-            self.fail(where, f"must be a version such as '10.3.0.30', got {value!r:.60}")
-        return value
-
-    def pair(self, value: Any, where: builtins.str) -> builtins.list[float]:
-        """``[low, high]``: two finite numbers >= 0 (a confidence interval)."""
-        if not isinstance(value, list) or len(value) != 2:
-            self.fail(where, f"must be [low, high], got {value!r:.60}")
-        return [self.num(v, f"{where}[{k}]") for k, v in enumerate(value)]
-
-    def choice(self, value: Any, choices: builtins.tuple[Any, ...], where: builtins.str) -> Any:
-        if value not in choices:
-            self.fail(where, f"must be one of {list(choices)}, got {value!r:.60}")
-        return value
-
-    def unique_ids(self, items: builtins.list[Any], key: Callable[[Any], Any], where: builtins.str) -> None:
-        seen: set[Any] = set()
-        for item in items:
-            k = key(item)
-            if k in seen:
-                self.fail(where, f"id {k} appears twice")
-            seen.add(k)
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
 
 
 def contained(folder: Path, rel: Any, where: str, check: _Check) -> Path:
@@ -233,7 +148,7 @@ def _check_engine_record(c: _Check, folder: Path, rec: dict[str, Any], w: str) -
         if key in rec:
             c.bool(rec[key], f"{w}.{key}")
     if "hardware_compatibility" in rec:
-        c.choice(rec["hardware_compatibility"], _HARDWARE_COMPATIBILITY, f"{w}.hardware_compatibility")
+        c.choice(rec["hardware_compatibility"], HARDWARE_COMPATIBILITY, f"{w}.hardware_compatibility")
     builder = c.dict(rec.get("builder") or {}, f"{w}.builder")
     for key, value in (("dla_core", rec.get("dla_core")), ("builder.optimization_level",
                        builder.get("optimization_level")), ("builder.workspace_mib", builder.get("workspace_mib"))):
