@@ -31,8 +31,10 @@ lint: $(STAMP)
 	@big=$$(find snnet_export -name '*.py' -exec wc -l {} + | awk '$$2 != "total" && $$1 > 400'); \
 	if [ -n "$$big" ]; then echo "modules over 400 lines:"; echo "$$big"; exit 1; fi
 
+# mypy over the whole package (setup.cfg [mypy] files = snnet_export); the torch-free deploy side
+# with --strict's flags (the setup.cfg [mypy-snnet_export....] section).
 typecheck: $(STAMP)
-	MYPYPATH=$(STUBS) $(PY) -m mypy snnet_export/engine_build/trt_builder.py snnet_export/runtime/trt
+	MYPYPATH=$(STUBS) $(PY) -m mypy
 
 # The documentation site (docs/ + mkdocs.yml) into site/ (git-ignored); --strict fails on a broken
 # link, a missing page or anchor, or a page left out of the nav. Builds offline. (Not --quiet:

@@ -69,7 +69,7 @@ def _bounded_loader() -> Any:
     class BoundedLoader(yaml.SafeLoader):
         aliases = 0
 
-        def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 self.aliases += 1
                 if self.aliases > YAML_MAX_ALIASES:

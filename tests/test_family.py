@@ -45,10 +45,10 @@ def test_yaml_spec_round_trip(tmp_path):
 @pytest.mark.parametrize("text, match", [
     ("anchors: [\n", "not valid YAML"),
     ("name: x\n", "at least two anchors"),
-    ("anchors: [{model: vit_tiny_patch16_224}, {model: vit_small_patch16_224}]\nhead: v3\n", "head must be"),
+    ("anchors: [{model: vit_tiny_patch16_224}, {model: vit_small_patch16_224}]\nhead: v3\n", "head: must be"),
     ("anchors: [{model: vit_tiny_patch16_224}, {model: vit_small_patch16_224}]\nfoo: 1\n", "unknown key"),
     ("anchors: [{model: vit_tiny_patch16_224}, {model: vit_small_patch16_224}]\n"
-     "stitching: {kernel_size: 0}\n", "positive integer"),
+     "stitching: {kernel_size: 0}\n", "stitching.kernel_size: must be an integer >= 1"),
 ])
 def test_bad_yaml_specs_are_refused(tmp_path, text, match):
     path = tmp_path / "bad.yaml"

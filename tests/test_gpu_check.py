@@ -71,10 +71,10 @@ def test_stripped_target_is_dgpu_under_another_name(gpu_check, tmp_path):
 
 
 def test_tensorrt_steps_wiring_against_the_fake_tensorrt(gpu_check, tmp_path, monkeypatch):
-    """Steps 2-4 run end to end on the fake TensorRT of tests/test_trt_runtime.py (CPU, small Gemm
+    """Steps 2-4 run end to end on the fake TensorRT of tests/trt_fakes.py (CPU, small Gemm
     stitches; PyTorch replaced by NumPy). Checks the wiring only: every figure here is the fake's."""
     from engine_folder import CHW, make_engine_folder, onnxruntime_logits
-    from test_trt_runtime import install_fake
+    from trt_fakes import install_fake
 
     install_fake(monkeypatch)
     fp32 = make_engine_folder(tmp_path / "fp32", ids=(0, 1))

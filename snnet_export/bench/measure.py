@@ -362,7 +362,7 @@ def _measure(backend: str, runners: Mapping[int, Runner], manifest: Mapping[str,
     Returns:
         ``(records, baseline records)``, one record per stitch and batch, in id order.
     """
-    from ..progress import progress_bar
+    from ..progress import TRAIN_SECONDS, progress_bar
 
     warmup, runs, min_seconds, rounds = timing
     rounds = max(1, int(rounds))
@@ -372,7 +372,8 @@ def _measure(backend: str, runners: Mapping[int, Runner], manifest: Mapping[str,
     torch_runs = {i: torch_run(i) for i in ids} if torch_run is not None else {}
     lat: dict[tuple[str, int, int], list[float]] = {}
     per_round = max(1, math.ceil(runs / rounds))
-    bar = progress_bar(None, desc=f"bench {backend}", unit="stitch", disable=not progress, total=rounds * len(ids))
+    bar = progress_bar(None, desc=f"bench {backend}", unit="stitch", disable=not progress, total=rounds * len(ids),
+                       every_seconds=TRAIN_SECONDS)
     for r in range(rounds):
         shift = (r * len(ids)) // rounds  # each round starts at another stitch
         for cfg_id in ids[shift:] + ids[:shift]:

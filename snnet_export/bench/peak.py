@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -64,7 +65,7 @@ def matmul_peak(threads: int, reps: int = 5) -> dict[str, Any]:
     sess = _ort_matmul(threads, b)
     for batch in (1, 16):
         a = rng.standard_normal((TOKENS * batch, K)).astype(np.float32)
-        sec = _best_seconds(lambda a=a: sess.run(None, {"a": a}), reps)
+        sec = _best_seconds(partial(sess.run, None, {"a": a}), reps)
         out[f"ort_b{batch}"] = round(2.0 * a.shape[0] * K * N / sec / 1e9, 1)
     out["numpy_b16"] = _numpy_gflops(threads, b, rng, reps)
     out["gflops"] = max(v for k, v in out.items() if k.endswith(("_b1", "_b16")) and v)

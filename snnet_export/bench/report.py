@@ -122,10 +122,10 @@ def _plot(points: Sequence[Point], front: Sequence[Point], fit: dict[str, float]
         pts = [p for p in points if p.pair == pair]
         ax.scatter([p.throughput for p in pts], [yof(p) for p in pts], s=22, color=colors[pair], alpha=0.8,
                    label=f"{pair} stitches ({len(pts)})")
-    with_ci = [p for p in points if p.ci]
+    with_ci = [(p, p.ci) for p in points if p.ci]
     if with_ci:  # 95 % CI of each stitch's median throughput
-        ax.errorbar([p.throughput for p in with_ci], [yof(p) for p in with_ci],
-                    xerr=[[p.throughput - p.ci[0] for p in with_ci], [p.ci[1] - p.throughput for p in with_ci]],
+        ax.errorbar([p.throughput for p, _ in with_ci], [yof(p) for p, _ in with_ci],
+                    xerr=[[p.throughput - ci[0] for p, ci in with_ci], [ci[1] - p.throughput for p, ci in with_ci]],
                     fmt="none", ecolor="gray", elinewidth=0.8, alpha=0.7, zorder=1)
     loose = unresolved(front)
     if loose:

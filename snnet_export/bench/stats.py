@@ -18,7 +18,7 @@ import numpy as np
 MAX_REL_CI = 0.10
 
 
-def median_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+def median_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """``(low, high)``: a ``level`` confidence interval of the median of ``values``.
 
     The interval is ``(x_(j), x_(k))`` of the sorted sample, with ``j, k`` the smallest symmetric

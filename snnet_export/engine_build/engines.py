@@ -17,6 +17,7 @@ from ..engine_folder.engine_records import EngineRecord, GpuEnv, find_record, st
 from ..engine_folder.lock import folder_lock
 from ..engine_folder.manifest import load_manifest, save_manifest
 from ..fileio import atomic_path, sha256_file
+from ..progress import Progress, progress_bar
 from .check import check_folder, require_clean
 from .plan import BuildPlan, BuildResult, StitchJob, plan_build
 from .targets import TargetProfile
@@ -158,13 +159,10 @@ def build_engines(folder: str | Path, target: str | Path | TargetProfile, *,
         return BuildResult(plan=plan, built=tuple(built), skipped=tuple(skipped), reasons=reasons)
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    """A tqdm bar on stderr when INFO logging is off (the per-stitch log lines are the progress)."""
+def _progress(total: int, enabled: bool) -> Progress[None] | None:
+    """Progress on stderr (a bar on a terminal, a line per engine elsewhere) when INFO logging is off
+    (otherwise the per-stitch log lines are the progress)."""
     if not enabled or log.isEnabledFor(logging.INFO) or total < 2:
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="engine", desc="build", leave=False)
+    return progress_bar(None, "build", unit="engine", total=total)
 

@@ -30,10 +30,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..engine_folder.engine_records import HARDWARE_COMPATIBILITY
 from ..errors import TargetError
+from ..fields import Fields
 
 PLATFORMS = ("dgpu", "jetson")
-HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-compute-capability")
 _TOP_KEYS = {"name", "description", "platform", "jetpack", "min_tensorrt", "max_opset", "batch",
              "workspace_mib", "optimization_level", "dla", "hardware_compatibility", "version_compatible"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -138,75 +139,48 @@ def target_from_yaml(path: str | Path) -> TargetProfile:
     return target_from_dict(data, source=str(path))
 
 
-def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise TargetError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-
-
-def _int(value: Any, where: str, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise TargetError(f"{where} must be an integer {rng}, got {value!r}")
-    return value
-
-
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise TargetError(f"{where} must be true or false, got {value!r}")
-    return value
-
-
-def _choice(value: Any, choices: tuple[str, ...], where: str) -> str:
-    if value not in choices:
-        raise TargetError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
-    return str(value)
-
-
-def _section(data: Mapping[str, Any], key: str, allowed: set[str], source: str) -> Mapping[str, Any]:
+def _section(f: Fields, data: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
     sec = data.get(key) or {}
     if not isinstance(sec, Mapping):
-        raise TargetError(f"{source}: '{key}' must be a mapping with keys {sorted(allowed)}")
-    _check_keys(sec, allowed, f"{source}: {key}")
+        f.fail(key, f"must be a mapping with keys {sorted(allowed)}")
+    f.keys(sec, allowed, key)
     return sec
 
 
 def target_from_dict(data: Any, source: str = "target profile") -> TargetProfile:
     """Validate plain data (parsed YAML) into a :class:`TargetProfile`."""
+    f = Fields(source, TargetError)
     if not isinstance(data, Mapping):
-        raise TargetError(f"{source}: expected a mapping of target settings, got {type(data).__name__}")
-    _check_keys(data, _TOP_KEYS, source)
+        f.fail("", f"expected a mapping of target settings, got {type(data).__name__}")
+    f.keys(data, _TOP_KEYS)
     name = str(data.get("name", ""))
     if not _NAME.match(name):
-        raise TargetError(f"{source}: name must be lower-case letters, digits, '.', '_' or '-' "
-                          f"(it names a folder), got {name!r}")
+        f.fail("name", f"must be lower-case letters, digits, '.', '_' or '-' (it names a folder), got {name!r}")
     d = _DEFAULTS
-    batch = _section(data, "batch", {"min", "opt", "max"}, source)
-    dla = _section(data, "dla", {"core", "gpu_fallback"}, source)
+    batch = _section(f, data, "batch", {"min", "opt", "max"})
+    dla = _section(f, data, "dla", {"core", "gpu_fallback"})
     workspace = data.get("workspace_mib", d.workspace_mib)
     version = str(data.get("min_tensorrt", d.min_tensorrt))
     if not _VERSION.match(version):
-        raise TargetError(f"{source}: min_tensorrt must be a version like '10.3', got {version!r}")
+        f.fail("min_tensorrt", f"must be a version like '10.3', got {version!r}")
     jetpack = data.get("jetpack")
     profile = TargetProfile(
         name=name,
         description=str(data.get("description", "")),
-        platform=_choice(data.get("platform", d.platform), PLATFORMS, f"{source}: platform"),
+        platform=f.choice(data.get("platform", d.platform), PLATFORMS, "platform"),
         jetpack=None if jetpack is None else str(jetpack),
         min_tensorrt=version,
-        max_opset=_int(data.get("max_opset", d.max_opset), f"{source}: max_opset", 7),
-        batch_min=_int(batch.get("min", d.batch_min), f"{source}: batch.min", 1),
-        batch_opt=_int(batch.get("opt", d.batch_opt), f"{source}: batch.opt", 1),
-        batch_max=_int(batch.get("max", d.batch_max), f"{source}: batch.max", 1),
-        workspace_mib=None if workspace is None else _int(workspace, f"{source}: workspace_mib (MiB)", 1),
-        optimization_level=_int(data.get("optimization_level", d.optimization_level),
-                                f"{source}: optimization_level", 0, 5),
-        dla_core=None if dla.get("core") is None else _int(dla["core"], f"{source}: dla.core", 0),
-        gpu_fallback=_bool(dla.get("gpu_fallback", d.gpu_fallback), f"{source}: dla.gpu_fallback"),
-        hardware_compatibility=_choice(data.get("hardware_compatibility", d.hardware_compatibility),
-                                       HARDWARE_COMPATIBILITY, f"{source}: hardware_compatibility"),
-        version_compatible=_bool(data.get("version_compatible", d.version_compatible),
-                                 f"{source}: version_compatible"),
+        max_opset=f.int(data.get("max_opset", d.max_opset), "max_opset", 7),
+        batch_min=f.int(batch.get("min", d.batch_min), "batch.min", 1),
+        batch_opt=f.int(batch.get("opt", d.batch_opt), "batch.opt", 1),
+        batch_max=f.int(batch.get("max", d.batch_max), "batch.max", 1),
+        workspace_mib=None if workspace is None else f.int(workspace, "workspace_mib (MiB)", 1),
+        optimization_level=f.int(data.get("optimization_level", d.optimization_level), "optimization_level", 0, 5),
+        dla_core=None if dla.get("core") is None else f.int(dla["core"], "dla.core", 0),
+        gpu_fallback=f.bool(dla.get("gpu_fallback", d.gpu_fallback), "dla.gpu_fallback"),
+        hardware_compatibility=f.choice(data.get("hardware_compatibility", d.hardware_compatibility),
+                                        HARDWARE_COMPATIBILITY, "hardware_compatibility"),
+        version_compatible=f.bool(data.get("version_compatible", d.version_compatible), "version_compatible"),
         source=source,
     )
     _check_consistency(profile, source)

@@ -22,6 +22,10 @@ from typing import Any, Mapping
 
 from ..errors import BuildError
 
+# What an engine may run on besides the GPU that built it (TensorRT's HardwareCompatibilityLevel);
+# target profiles choose one, records store it.
+HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-compute-capability")
+
 
 def parse_version(text: str) -> tuple[int, ...]:
     """``"10.3.0.30"`` -> ``(10, 3, 0, 30)``; tolerates suffixes such as ``"10.13.0.35+cuda13"``."""
@@ -90,25 +94,23 @@ class EngineRecord:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EngineRecord:
-        """Read a manifest record; raise :class:`BuildError` if a required field is missing."""
-        try:
-            gpu, prof, builder = d.get("gpu") or {}, d.get("profile") or {}, d.get("builder") or {}
-            return cls(
-                cfg_id=int(d["id"]), file=str(d["file"]), onnx=str(d["onnx"]), sha256=str(d["sha256"]),
-                size=int(d["size"]), tensorrt_version=str(d["tensorrt_version"]), gpu_name=str(gpu["name"]),
-                compute_capability=str(gpu["compute_capability"]), flags=tuple(d.get("flags") or ()),
-                stripped=bool(d.get("stripped", False)),
-                hardware_compatibility=str(d.get("hardware_compatibility", "none")),
-                version_compatible=bool(d.get("version_compatible", False)), dla_core=d.get("dla_core"),
-                optimization_level=builder.get("optimization_level"), workspace_mib=builder.get("workspace_mib"),
-                input_name=str(prof.get("input", "input")), min_shape=tuple(prof.get("min") or ()),
-                opt_shape=tuple(prof.get("opt") or ()), max_shape=tuple(prof.get("max") or ()),
-                onnx_sha256=d.get("onnx_sha256"), weights_sha256=d.get("weights_sha256"),
-                build_seconds=float(d.get("build_seconds", 0.0)),
-                built=str(d.get("built", "")))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BuildError(f"engine record {dict(d)!r} is incomplete ({exc!r}): rebuild the engine "
-                             "with `snnet-export build`") from None
+        """The record of a manifest that came through :func:`.manifest.load_manifest` (or of :meth:`to_dict`).
+
+        Trusts ``d``: the manifest door (:func:`.schema.check_manifest`) has checked every field read
+        here, so a malformed record is refused there, once, with the field's name.
+        """
+        gpu, prof, builder = d["gpu"], d.get("profile") or {}, d.get("builder") or {}
+        return cls(
+            cfg_id=d["id"], file=d["file"], onnx=d["onnx"], sha256=d["sha256"], size=d["size"],
+            tensorrt_version=d["tensorrt_version"], gpu_name=gpu["name"], compute_capability=gpu["compute_capability"],
+            flags=tuple(d.get("flags") or ()), stripped=d.get("stripped", False),
+            hardware_compatibility=d.get("hardware_compatibility", "none"),
+            version_compatible=d.get("version_compatible", False), dla_core=d.get("dla_core"),
+            optimization_level=builder.get("optimization_level"), workspace_mib=builder.get("workspace_mib"),
+            input_name=prof.get("input", "input"), min_shape=tuple(prof.get("min") or ()),
+            opt_shape=tuple(prof.get("opt") or ()), max_shape=tuple(prof.get("max") or ()),
+            onnx_sha256=d.get("onnx_sha256"), weights_sha256=d.get("weights_sha256"),
+            build_seconds=float(d.get("build_seconds", 0.0)), built=d.get("built", ""))
 
 
 def target_records(manifest: Mapping[str, Any] | None, target: str) -> list[EngineRecord]:

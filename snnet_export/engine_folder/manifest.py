@@ -77,6 +77,7 @@ def save_manifest(folder: str | Path, data: dict[str, Any]) -> None:
 
 
 def config_entry(manifest: dict[str, Any], cfg_id: int) -> dict[str, Any]:
+    entry: dict[str, Any]
     for entry in manifest["configs"]:
         if entry["id"] == cfg_id:
             return entry

@@ -10,87 +10,16 @@ file and their dtype/shape, and that every stitch has the same output shape. No 
 """
 from __future__ import annotations
 
-import math
 import os
-import re
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import VerifyError
+from ..fields import Fields as _Check
+from .engine_records import HARDWARE_COMPATIBILITY
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ITEMSIZE = {"float32": 4, "float16": 2, "float64": 8, "bfloat16": 2, "int64": 8, "int32": 4,
              "int8": 1, "uint8": 1, "bool": 1}
-
-
-class _Check:
-    """Field checks that raise one error naming ``file`` and the field path."""
-
-    def __init__(self, file: str | Path, error: type[Exception]) -> None:
-        self.file = Path(file).name if isinstance(file, Path) else str(file)
-        self.error = error
-
-    def fail(self, where: str, msg: str) -> None:
-        raise self.error(f"{self.file}: {where}: {msg}")
-
-    def get(self, obj: Mapping[str, Any], key: str, where: str) -> Any:
-        if key not in obj:
-            self.fail(f"{where}{key}", "missing")
-        return obj[key]
-
-    def dict(self, value: Any, where: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            self.fail(where, f"must be an object, got {_kind(value)}")
-        return value
-
-    def list(self, value: Any, where: str) -> list[Any]:
-        if not isinstance(value, list):
-            self.fail(where, f"must be a list, got {_kind(value)}")
-        return value
-
-    def str(self, value: Any, where: str) -> str:
-        if not isinstance(value, str):
-            self.fail(where, f"must be a string, got {_kind(value)}")
-        return value
-
-    def int(self, value: Any, where: str, lo: int = 0, hi: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-            rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            self.fail(where, f"must be an integer {rng}, got {value!r:.60}")
-        return value
-
-    def num(self, value: Any, where: str, lo: float = 0.0, positive: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or value < lo or (positive and value <= 0):
-            self.fail(where, f"must be a finite number {'>' if positive else '>='} {lo}, got {value!r:.60}")
-        return float(value)
-
-    def bool(self, value: Any, where: str) -> bool:
-        if not isinstance(value, bool):
-            self.fail(where, f"must be true or false, got {value!r:.60}")
-        return value
-
-    def sha(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not _HEX64.match(value):
-            self.fail(where, "must be a SHA-256 hex digest")
-        return value
-
-    def choice(self, value: Any, choices: tuple[Any, ...], where: str) -> Any:
-        if value not in choices:
-            self.fail(where, f"must be one of {list(choices)}, got {value!r:.60}")
-        return value
-
-    def unique_ids(self, items: list[Any], key: Callable[[Any], Any], where: str) -> None:
-        seen: set[Any] = set()
-        for item in items:
-            k = key(item)
-            if k in seen:
-                self.fail(where, f"id {k} appears twice")
-            seen.add(k)
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
 
 
 def contained(folder: Path, rel: Any, where: str, check: _Check) -> Path:
@@ -112,7 +41,7 @@ def contained(folder: Path, rel: Any, where: str, check: _Check) -> Path:
     return path
 
 
-def check_manifest(data: Any, folder: str | Path, file: str = "manifest.json") -> dict[str, Any]:
+def check_manifest(data: object, folder: str | Path, file: str = "manifest.json") -> dict[str, Any]:
     """Validate a parsed manifest (schema version already checked); returns it unchanged."""
     c = _Check(file, VerifyError)
     folder = Path(folder)
@@ -198,24 +127,63 @@ def _check_entry(c: _Check, folder: Path, e: dict[str, Any], where: str, n_tenso
 def _check_engines(c: _Check, folder: Path, target: dict[str, Any], where: str) -> None:
     stitches = c.list(target.get("stitches", []), f"{where}.stitches")
     for j, rec in enumerate(stitches):
-        w = f"{where}.stitches[{j}]"
-        rec = c.dict(rec, w)
-        c.int(c.get(rec, "id", w + "."), f"{w}.id")
-        contained(folder, c.get(rec, "file", w + "."), f"{w}.file", c)
-        contained(folder, c.get(rec, "onnx", w + "."), f"{w}.onnx", c)
-        c.int(c.get(rec, "size", w + "."), f"{w}.size")
-        for key in ("stripped", "version_compatible"):
-            if key in rec:
-                c.bool(rec[key], f"{w}.{key}")
+        _check_engine_record(c, folder, c.dict(rec, f"{where}.stitches[{j}]"), f"{where}.stitches[{j}]")
     c.unique_ids(stitches, lambda r: r["id"], f"{where}.stitches")
 
 
-def check_profile(data: Any, file: str | Path, error: type[Exception]) -> dict[str, Any]:
+def _check_engine_record(c: _Check, folder: Path, rec: dict[str, Any], w: str) -> None:
+    """Every field :meth:`.engine_records.EngineRecord.from_dict` reads (it trusts this check)."""
+    c.int(c.get(rec, "id", w + "."), f"{w}.id")
+    contained(folder, c.get(rec, "file", w + "."), f"{w}.file", c)
+    contained(folder, c.get(rec, "onnx", w + "."), f"{w}.onnx", c)
+    c.sha(c.get(rec, "sha256", w + "."), f"{w}.sha256")
+    c.int(c.get(rec, "size", w + "."), f"{w}.size")
+    c.version(c.get(rec, "tensorrt_version", w + "."), f"{w}.tensorrt_version")
+    gpu = c.dict(c.get(rec, "gpu", w + "."), f"{w}.gpu")
+    c.str(c.get(gpu, "name", w + ".gpu."), f"{w}.gpu.name")
+    c.version(c.get(gpu, "compute_capability", w + ".gpu."), f"{w}.gpu.compute_capability")
+    for j, flag in enumerate(c.list(rec.get("flags") or [], f"{w}.flags")):
+        c.str(flag, f"{w}.flags[{j}]")
+    for key in ("stripped", "version_compatible"):
+        if key in rec:
+            c.bool(rec[key], f"{w}.{key}")
+    if "hardware_compatibility" in rec:
+        c.choice(rec["hardware_compatibility"], HARDWARE_COMPATIBILITY, f"{w}.hardware_compatibility")
+    builder = c.dict(rec.get("builder") or {}, f"{w}.builder")
+    for key, value in (("dla_core", rec.get("dla_core")), ("builder.optimization_level",
+                       builder.get("optimization_level")), ("builder.workspace_mib", builder.get("workspace_mib"))):
+        if value is not None:
+            c.int(value, f"{w}.{key}")
+    prof = c.dict(rec.get("profile") or {}, f"{w}.profile")
+    if "input" in prof:
+        c.str(prof["input"], f"{w}.profile.input")
+    for key in ("min", "opt", "max"):
+        for k, d in enumerate(c.list(prof.get(key) or [], f"{w}.profile.{key}")):
+            c.int(d, f"{w}.profile.{key}[{k}]", 1)
+    for key in ("onnx_sha256", "weights_sha256"):
+        if rec.get(key) is not None:
+            c.sha(rec[key], f"{w}.{key}")
+    if "build_seconds" in rec:
+        c.num(rec["build_seconds"], f"{w}.build_seconds")
+    if "built" in rec:
+        c.str(rec["built"], f"{w}.built")
+
+
+def check_profile(data: object, file: str | Path, error: type[Exception]) -> dict[str, Any]:
     """Validate a parsed profile (``schema`` already checked); returns it unchanged."""
     c = _Check(file, error)
     data = c.dict(data, "profile")
     c.str(c.get(data, "backend", ""), "backend")
     c.str(c.get(data, "device", ""), "device")
+    for key in ("precision", "target", "ort_mode", "created"):
+        if data.get(key) is not None:
+            c.str(data[key], key)
+    if data.get("environment") is not None:
+        c.dict(data["environment"], "environment")
+    for i, session in enumerate(c.list(data.get("sessions", []), "sessions")):
+        c.dict(session, f"sessions[{i}]")
+    if data.get("quality") is not None:
+        _check_quality(c, c.dict(data["quality"], "quality"))
     batches = c.list(c.get(data, "batches", ""), "batches")
     if not batches:
         c.fail("batches", "is empty")
@@ -243,12 +211,32 @@ def _check_records(c: _Check, records: list[Any], where: str, batches: set[int])
             c.get(lat, key, f"{w}.latency_ms.")
         for key, value in lat.items():
             if key == "ci95":  # [low, high] of the median (bench.stats.median_ci)
-                if not isinstance(value, list) or len(value) != 2:
-                    c.fail(f"{w}.latency_ms.ci95", f"must be [low, high], got {value!r}")
-                for k, v in enumerate(value):
-                    c.num(v, f"{w}.latency_ms.ci95[{k}]")
+                c.pair(value, f"{w}.latency_ms.ci95")
                 continue
             c.num(value, f"{w}.latency_ms.{key}")
         if "runs" in r:
             c.int(r["runs"], f"{w}.runs", 1)
+        if r.get("throughput_ci95") is not None:
+            c.pair(r["throughput_ci95"], f"{w}.throughput_ci95")
+        if r.get("rel_ci") is not None:
+            c.num(r["rel_ci"], f"{w}.rel_ci")
+        if r.get("efficiency") is not None:
+            for key, value in c.dict(r["efficiency"], f"{w}.efficiency").items():
+                c.num(value, f"{w}.efficiency.{key}")
     c.unique_ids(records, lambda r: (r["id"], r["batch"]), where)
+
+
+def _check_quality(c: _Check, q: dict[str, Any]) -> None:
+    """``quality`` as :func:`snnet_export.bench.merge.ranking_quality` writes it (the report reads it)."""
+    if "max_rel_ci" in q:
+        c.num(q["max_rel_ci"], "quality.max_rel_ci")
+    for batch, b in c.dict(q.get("batches") or {}, "quality.batches").items():
+        w = f"quality.batches.{batch}"
+        b = c.dict(b, w)
+        if b.get("rankable") is not None:
+            c.bool(b["rankable"], f"{w}.rankable")
+        for k, i in enumerate(c.list(b.get("noisy") or [], f"{w}.noisy")):
+            c.int(i, f"{w}.noisy[{k}]")
+        for key in ("median_rel_ci", "max_rel_ci"):
+            if key in b:
+                c.num(b[key], f"{w}.{key}")

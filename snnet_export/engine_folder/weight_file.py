@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import VerifyError
 
 #: dtype names used in the manifest's tensor table -> NumPy dtypes
-DTYPES: dict[str, Any] = {
+DTYPES: dict[str, type[np.generic] | None] = {
     "float32": np.float32, "float16": np.float16, "float64": np.float64, "bfloat16": None,
     "int64": np.int64, "int32": np.int32, "int8": np.int8, "uint8": np.uint8, "bool": np.bool_,
 }
@@ -69,7 +69,7 @@ class WeightFile:
         rec = self.tensors[index]
         view = self._map[rec["offset"]: rec["offset"] + rec["length"]]
         if self.verify and index not in self._checked:
-            digest = hashlib.sha256(view).hexdigest()
+            digest = hashlib.sha256(view.data).hexdigest()
             if digest != rec["sha256"]:
                 raise VerifyError(f"weight file {self.path}: tensor {index} at offset {rec['offset']} "
                                   "fails its SHA-256 check (file corrupted or modified: re-export)")
@@ -83,7 +83,8 @@ class WeightFile:
         dtype = DTYPES.get(rec["dtype"])
         if dtype is None:
             raise VerifyError(f"tensor {index} has dtype {rec['dtype']}, which NumPy cannot view")
-        return self.raw(index).view(dtype).reshape(rec["shape"])
+        shape: list[int] = rec["shape"]
+        return self.raw(index).view(dtype).reshape(shape)
 
     def verify_all(self) -> list[str]:
         """Hash every tensor; returns a list of problems (empty when all match)."""

@@ -156,7 +156,7 @@ def export_stitches(
 
 
 def _export_locked(snnet: SNNet, spec: FamilySpec, ids: list[int], out: Path, header: dict[str, Any],
-                   force: bool, acc: dict[int, dict[str, float]], opset: int, precision: str, exporter: str,
+                   force: bool, acc: dict[int, dict[str, float | None]], opset: int, precision: str, exporter: str,
                    from_folder: str | Path | None, verify: bool, progress: bool) -> dict[str, Any]:
     """The part of :func:`export_stitches` that writes ``out`` (under its folder lock)."""
     manifest = _open_folder(out, header, force)
@@ -201,7 +201,7 @@ def _export_locked(snnet: SNNet, spec: FamilySpec, ids: list[int], out: Path, he
     return manifest
 
 
-def _accuracy_table(accuracy: str | Path | None) -> dict[int, dict[str, float]]:
+def _accuracy_table(accuracy: str | Path | None) -> dict[int, dict[str, float | None]]:
     if accuracy is None:
         return {}
     from ..train.evaluate import load_accuracy_table
@@ -210,7 +210,7 @@ def _accuracy_table(accuracy: str | Path | None) -> dict[int, dict[str, float]]:
 
 
 def _export_one(snnet: SNNet, meta: SNNet, cfg_id: int, out: Path, store: WeightStore, opset: int,
-                precision: str, acc: dict[int, dict[str, float]], exporter: str,
+                precision: str, acc: dict[int, dict[str, float | None]], exporter: str,
                 source: dict[int, Path] | None = None) -> dict[str, Any]:
     cfg = snnet.config(cfg_id)
     t0 = time.perf_counter()

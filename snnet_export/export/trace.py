@@ -133,10 +133,12 @@ def onnx_from_stitch(snnet: SNNet, cfg_id: int, opset: int = DEFAULT_OPSET,
                 module, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME], dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}},
                 external_data=False, optimize=True, verbose=False)
+            assert program is not None  # dynamo=True always returns the ONNXProgram
             model = program.model_proto
         elif exporter == "torchscript":
             buf = io.BytesIO()
-            torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=opset,
+            # torch annotates f as a path, but the TorchScript exporter also writes to file objects
+            torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=opset,  # type: ignore[arg-type]
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                               do_constant_folding=snnet.family.kind != "swin")

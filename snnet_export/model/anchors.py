@@ -128,7 +128,8 @@ class StageView:
         return [m.head, m.head_dist] if hasattr(m, "head_dist") else [m.head]
 
     def num_classes(self) -> int:
-        return int(self.model.num_classes)
+        m: Any = self.model
+        return int(m.num_classes)
 
 
 def stage_view(model: nn.Module, name: str, expected: str) -> StageView:

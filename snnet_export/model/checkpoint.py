@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -19,7 +19,7 @@ from ..errors import CheckpointError, first_line
 _STATE_KEYS = ("model", "state_dict", "model_state")
 # Plain data containers that release files carry beside the weights (the training ``args``); loading
 # them runs no code, so they are allowed. Anything else that is not a tensor is refused.
-SAFE_GLOBALS = [argparse.Namespace]
+SAFE_GLOBALS: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [argparse.Namespace]
 
 
 def torch_load(path: str | Path, what: str = "checkpoint") -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import FamilyError
+from ..fields import Fields
 
 log = logging.getLogger(__name__)
 
@@ -241,94 +242,81 @@ def family_from_yaml(path: str | Path) -> FamilySpec:
     return family_from_dict(read_yaml(path, "family spec", FamilyError), source=str(path))
 
 
-def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise FamilyError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-
-
-def _anchor_from_dict(item: Any, i: int, source: str) -> AnchorSpec:
-    where = f"{source}: anchors[{i}]"
+def _anchor_from_dict(f: Fields, item: Any, i: int) -> AnchorSpec:
+    where = f"anchors[{i}]"
     if not isinstance(item, Mapping) or "model" not in item:
-        raise FamilyError(f"{where} must be a mapping with at least 'model' (a timm model name)")
-    _check_keys(item, {"name", "model", "kwargs", "checkpoint", "pretrained"}, where)
+        f.fail(where, "must be a mapping with at least 'model' (a timm model name)")
+    f.keys(item, {"name", "model", "kwargs", "checkpoint", "pretrained"}, where)
     kwargs = item.get("kwargs") or {}
     if not isinstance(kwargs, Mapping):
-        raise FamilyError(f"{where}.kwargs must be a mapping of timm create_model arguments")
+        f.fail(f"{where}.kwargs", "must be a mapping of timm create_model arguments")
     return AnchorSpec(
         name=str(item.get("name", f"A{i}")), model=str(item["model"]), kwargs=dict(kwargs),
         checkpoint=str(item["checkpoint"]) if item.get("checkpoint") else None,
-        pretrained=_strict_bool(item.get("pretrained", False), f"{where}.pretrained"),
+        pretrained=f.bool(item.get("pretrained", False), f"{where}.pretrained"),
     )
 
 
 def family_from_dict(data: Any, source: str = "family spec") -> FamilySpec:
     """Validate plain data (parsed YAML or a manifest's ``family``) into a :class:`FamilySpec`."""
+    f = Fields(source, FamilyError)
     if not isinstance(data, Mapping):
-        raise FamilyError(f"{source}: expected a mapping with 'name' and 'anchors', got {type(data).__name__}")
-    _check_keys(data, {"name", "description", "anchors", "stitching", "head", "kind", "input_size"}, source)
+        f.fail("", f"expected a mapping with 'name' and 'anchors', got {type(data).__name__}")
+    f.keys(data, {"name", "description", "anchors", "stitching", "head", "kind", "input_size"})
     kind = str(data.get("kind", "vit"))
     if kind not in KINDS:
-        raise FamilyError(f"{source}: unknown kind '{kind}': expected one of {sorted(KINDS)}")
+        f.fail("kind", f"unknown kind '{kind}': expected one of {sorted(KINDS)}")
     anchors = data.get("anchors")
     if not isinstance(anchors, list) or len(anchors) < 2:
-        raise FamilyError(f"{source}: 'anchors' must list at least two anchors, small to large")
+        f.fail("anchors", "must list at least two anchors, small to large")
     for key in ("name", "description", "head"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise FamilyError(f"{source}: '{key}' must be a string, got {type(data[key]).__name__}")
+        if data.get(key) is not None:
+            f.str(data[key], key)
     st = data.get("stitching") or {}
     if not isinstance(st, Mapping):
-        raise FamilyError(f"{source}: 'stitching' must be a mapping")
-    _check_keys(st, {"kernel_size", "stride", "nearest", "layer", "stages"}, f"{source}: stitching")
+        f.fail("stitching", "must be a mapping")
+    f.keys(st, {"kernel_size", "stride", "nearest", "layer", "stages"}, "stitching")
     spec = FamilySpec(
         name=str(data.get("name") or Path(source).stem),
         description=str(data.get("description", "")),
-        anchors=tuple(_anchor_from_dict(a, i, source) for i, a in enumerate(anchors)),
-        kernel_size=_positive_int(st.get("kernel_size", 2), f"{source}: stitching.kernel_size"),
-        stride=_positive_int(st.get("stride", 1), f"{source}: stitching.stride"),
-        nearest=_strict_bool(st.get("nearest", True), f"{source}: stitching.nearest"),
+        anchors=tuple(_anchor_from_dict(f, a, i) for i, a in enumerate(anchors)),
+        kernel_size=f.int(st.get("kernel_size", 2), "stitching.kernel_size", 1),
+        stride=f.int(st.get("stride", 1), "stitching.stride", 1),
+        nearest=f.bool(st.get("nearest", True), "stitching.nearest"),
         stitch_kind=str(st.get("layer", KINDS[kind])),
         head=str(data.get("head", "v1")),
         kind=kind,
-        stages=_int_list(st["stages"], f"{source}: stitching.stages") if st.get("stages") is not None else None,
-        input_size=_input_size(data.get("input_size"), source),
+        stages=_int_list(f, st["stages"], "stitching.stages") if st.get("stages") is not None else None,
+        input_size=_input_size(f, data.get("input_size")),
     )
-    if spec.stitch_kind not in STITCH_KINDS:
-        raise FamilyError(f"{source}: stitching.layer must be one of {STITCH_KINDS}, got '{spec.stitch_kind}'")
-    if kind != "vit" and spec.stitch_kind != KINDS[kind]:
-        raise FamilyError(f"{source}: a '{kind}' family is stitched with '{KINDS[kind]}' layers, "
-                          f"got stitching.layer '{spec.stitch_kind}'")
-    if spec.head not in HEAD_MODES:
-        raise FamilyError(f"{source}: head must be one of {HEAD_MODES}, got '{spec.head}'")
-    names = [a.name for a in spec.anchors]
-    if len(set(names)) != len(names):
-        raise FamilyError(f"{source}: anchor names must be unique, got {names}")
+    _check_choices(f, spec, kind)
     return spec
 
 
-def _strict_bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise FamilyError(f"{where} must be true or false, got {value!r}")
-    return value
+def _check_choices(f: Fields, spec: FamilySpec, kind: str) -> None:
+    if spec.stitch_kind not in STITCH_KINDS:
+        f.fail("stitching.layer", f"must be one of {STITCH_KINDS}, got '{spec.stitch_kind}'")
+    if kind != "vit" and spec.stitch_kind != KINDS[kind]:
+        f.fail("stitching.layer", f"a '{kind}' family is stitched with '{KINDS[kind]}' layers, "
+                                  f"got '{spec.stitch_kind}'")
+    if spec.head not in HEAD_MODES:
+        f.fail("head", f"must be one of {HEAD_MODES}, got '{spec.head}'")
+    names = [a.name for a in spec.anchors]
+    if len(set(names)) != len(names):
+        f.fail("anchors", f"anchor names must be unique, got {names}")
 
 
-def _int_list(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 0
-                                                       for v in value):
-        raise FamilyError(f"{where} must be a non-empty list of stage indices (0-based), got {value!r}")
-    return tuple(sorted(set(value)))
+def _int_list(f: Fields, value: Any, where: str) -> tuple[int, ...]:
+    """A non-empty list of stage indices (0-based), sorted and deduplicated."""
+    if not f.list(value, where):
+        f.fail(where, "must be a non-empty list of stage indices (0-based), got []")
+    return tuple(sorted({f.int(v, f"{where}[{k}]", 0) for k, v in enumerate(value)}))
 
 
-def _input_size(value: Any, source: str) -> tuple[int, int, int] | None:
+def _input_size(f: Fields, value: Any) -> tuple[int, int, int] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or len(value) != 3 or any(isinstance(v, bool) or not isinstance(v, int)
-                                                             or v < 1 for v in value):
-        raise FamilyError(f"{source}: input_size must be [channels, height, width], got {value!r}")
-    return (value[0], value[1], value[2])
-
-
-def _positive_int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise FamilyError(f"{where} must be a positive integer, got {value!r}")
-    return value
+    if not isinstance(value, list) or len(value) != 3:
+        f.fail("input_size", f"must be [channels, height, width], got {value!r:.60}")
+    c, h, w = (f.int(v, f"input_size[{k}]", 1) for k, v in enumerate(value))
+    return (c, h, w)

@@ -49,7 +49,8 @@ def explicit_attention(model: torch.nn.Module) -> Iterator[None]:
 
     Used for FLOP counting and for ONNX export (attention stays decomposed into standard ops).
     """
-    saved = [(m, m.fused_attn) for m in model.modules() if hasattr(m, "fused_attn")]
+    saved: list[tuple[Any, bool]] = [  # timm Attention modules (fused_attn is a plain attribute)
+        (m, bool(m.fused_attn)) for m in model.modules() if hasattr(m, "fused_attn")]
     for m, _ in saved:
         m.fused_attn = False
     try:

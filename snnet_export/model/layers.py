@@ -11,8 +11,9 @@ class StitchingLayer(nn.Module):
     def __init__(self, in_features: int, out_features: int, kind: str = "linear") -> None:
         super().__init__()
         self.kind = kind
+        self.transform: nn.Linear | nn.Conv2d
         if kind == "linear":
-            self.transform: nn.Module = nn.Linear(in_features, out_features)
+            self.transform = nn.Linear(in_features, out_features)
         else:
             self.transform = nn.Conv2d(in_features, out_features, kernel_size=1)
 
@@ -24,4 +25,5 @@ class StitchingLayer(nn.Module):
         """Copy a ``[out, in]`` weight and ``[out]`` bias into the layer."""
         w = self.transform.weight
         self.transform.weight.copy_(weight.reshape(w.shape).to(w.dtype))
-        self.transform.bias.copy_(bias.to(w.dtype))  # type: ignore[union-attr]
+        assert self.transform.bias is not None  # both kinds are built with a bias
+        self.transform.bias.copy_(bias.to(w.dtype))

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import torch
 
-from .snnet import SNNet, vit_embed
+from .snnet import SNNet, as_vit, vit_embed
+
+if TYPE_CHECKING:
+    from .staged import StagedSNNet
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ def block_features(anchor: torch.nn.Module, images: torch.Tensor) -> list[torch.
     """``[embedding, block 0 out, ..., block depth-1 out]``, each ``[B, N, D]``."""
     x = vit_embed(anchor, images)
     feats = [x]
-    for blk in anchor.blocks:
+    for blk in as_vit(anchor).blocks:
         x = blk(x)
         feats.append(x)
     return feats
@@ -43,18 +47,20 @@ def least_squares(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def ls_init_(snnet: SNNet, images: torch.Tensor) -> None:
+def ls_init_(snnet: SNNet | StagedSNNet, images: torch.Tensor) -> None:
     """Initialise every stitching layer of ``snnet`` in place from one batch of ``images``."""
     if not isinstance(snnet, SNNet):
         return staged_ls_init_(snnet, images)
     was_training = snnet.training
     snnet.eval()
     feats: dict[int, list[torch.Tensor]] = {}
-    by_layer: dict[tuple[int, int], list[tuple[int, int, int, int]]] = defaultdict(list)
+    by_layer: dict[tuple[int, ...], list[tuple[int, int, int, int]]] = defaultdict(list)
+    layers = {}
     for cfg in snnet.configs:
         if cfg.stitch_layer is not None and cfg.position is not None:
             by_layer[cfg.stitch_layer].append((cfg.front, cfg.end, *cfg.position))
-    for (p, layer), positions in by_layer.items():
+            layers[cfg.stitch_layer] = snnet.stitch_layer(cfg)
+    for key, positions in by_layer.items():
         ws, bs = [], []
         for a, b, j, k in positions:
             for idx in (a, b):
@@ -63,7 +69,7 @@ def ls_init_(snnet: SNNet, images: torch.Tensor) -> None:
             w, bias = least_squares(feats[a][j + 1], feats[b][k])
             ws.append(w)
             bs.append(bias)
-        snnet.stitch_layers[p][layer].set_weights(torch.stack(ws).mean(0), torch.stack(bs).mean(0))
+        layers[key].set_weights(torch.stack(ws).mean(0), torch.stack(bs).mean(0))
     log.info("LS-initialised %d stitching layers from %d images", len(by_layer), len(images))
     snnet.train(was_training)
 
@@ -77,15 +83,15 @@ def least_squares_f32(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 @torch.no_grad()
-def staged_ls_init_(snnet: torch.nn.Module, images: torch.Tensor) -> None:
+def staged_ls_init_(snnet: StagedSNNet, images: torch.Tensor) -> None:
     """LS init of a staged SN-Net (Swin/ResNet/LeViT) in place, in train mode as published."""
     from .anchors import rows
 
     was_training = snnet.training
     snnet.train()
     by_layer: dict[tuple[int, ...], list[tuple[int, int, int, int, int]]] = defaultdict(list)
-    for cfg in snnet.configs:  # type: ignore[attr-defined]
-        if cfg.stitch_layer is not None and cfg.position is not None:
+    for cfg in snnet.configs:
+        if cfg.stitch_layer is not None and cfg.position is not None and cfg.stage is not None:
             by_layer[cfg.stitch_layer].append((cfg.stage, cfg.front, cfg.end, *cfg.position))
     feats: dict[int, list[list[torch.Tensor]]] = {}
     for key, positions in by_layer.items():
@@ -93,13 +99,12 @@ def staged_ls_init_(snnet: torch.nn.Module, images: torch.Tensor) -> None:
         for s, a, b, j, k in positions:
             for idx in (a, b):
                 if idx not in feats:
-                    feats[idx] = snnet.block_features(idx, images)  # type: ignore[operator]
-            x = rows(feats[a][s][j], snnet.views[a].layout)  # type: ignore[index]
-            y = rows(feats[b][s][k - 1], snnet.views[b].layout)  # type: ignore[index]
+                    feats[idx] = snnet.block_features(idx, images)
+            x = rows(feats[a][s][j], snnet.views[a].layout)
+            y = rows(feats[b][s][k - 1], snnet.views[b].layout)
             w, bias = least_squares_f32(x, y)
             ws.append(w)
             bs.append(bias)
-        S, p, layer = key
-        snnet.stitch_layers[S][p][layer].set_weights(torch.stack(ws).mean(0), torch.stack(bs).mean(0))  # type: ignore[index]
+        snnet.layer_at(*key).set_weights(torch.stack(ws).mean(0), torch.stack(bs).mean(0))
     log.info("LS-initialised %d stitching layers from %d images", len(by_layer), len(images))
     snnet.train(was_training)

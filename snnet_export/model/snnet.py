@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence, cast
 
 import torch
 from torch import nn
@@ -23,6 +23,28 @@ log = logging.getLogger(__name__)
 
 # ---- ViT anchor pieces (timm VisionTransformer API) -------------------------------------------
 
+class ViTAnchor(Protocol):
+    """The part of timm's ``VisionTransformer`` an SN-Net uses (:func:`_check_vit` checks it)."""
+
+    patch_embed: Any  # timm PatchEmbed: num_patches, grid_size, img_size, proj (a Conv2d)
+    patch_drop: nn.Module
+    norm_pre: nn.Module
+    blocks: nn.Sequential
+    norm: nn.Module
+    head: nn.Module
+    num_classes: int
+    num_features: int
+
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+def as_vit(anchor: nn.Module) -> ViTAnchor:
+    """``anchor`` seen through the timm ViT surface (a module's submodules are dynamic attributes)."""
+    return cast(ViTAnchor, anchor)
+
+
 def _check_vit(anchor: nn.Module, name: str) -> None:
     needed = ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head")
     missing = [a for a in needed if not hasattr(anchor, a)]
@@ -33,27 +55,29 @@ def _check_vit(anchor: nn.Module, name: str) -> None:
         )
 
 
-def vit_embed(anchor: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def vit_embed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Patch embedding + class token + position embedding: ``[B,C,H,W] -> [B,N,D]``."""
+    anchor = as_vit(module)
     x = anchor.patch_embed(x)
     x = anchor._pos_embed(x)
     x = anchor.patch_drop(x)
     return anchor.norm_pre(x)
 
 
-def vit_head(anchor: nn.Module, x: torch.Tensor, apply_norm: bool) -> torch.Tensor:
+def vit_head(module: nn.Module, x: torch.Tensor, apply_norm: bool) -> torch.Tensor:
     """Pool + head on ``[B,N,D]`` tokens; ``apply_norm`` adds the final LayerNorm first."""
+    anchor = as_vit(module)
     if apply_norm:
         x = anchor.norm(x)
     return anchor.forward_head(x)
 
 
 def anchor_width(anchor: nn.Module) -> int:
-    return int(getattr(anchor, "embed_dim", None) or anchor.num_features)
+    return int(getattr(anchor, "embed_dim", None) or as_vit(anchor).num_features)
 
 
 def anchor_tokens(anchor: nn.Module) -> int:
-    return int(anchor.patch_embed.num_patches) + int(getattr(anchor, "num_prefix_tokens", 1))
+    return int(as_vit(anchor).patch_embed.num_patches) + int(getattr(anchor, "num_prefix_tokens", 1))
 
 
 class SNNet(nn.Module):
@@ -69,16 +93,17 @@ class SNNet(nn.Module):
         if family.stitch_kind != "linear":
             raise FamilyError(f"family '{family.name}': '{family.stitch_kind}' stitching is for CNN "
                               "feature maps; ViT anchors are stitched with 'linear' layers")
-        depths = {len(a.blocks) for a in anchors}
+        vits = [as_vit(a) for a in anchors]
+        depths = {len(a.blocks) for a in vits}
         if len(depths) != 1:
             raise FamilyError(f"family '{family.name}': anchors must have equal depth, got {sorted(depths)}")
         tokens = {anchor_tokens(a) for a in anchors}
-        grids = {(tuple(a.patch_embed.grid_size), tuple(a.patch_embed.img_size)) for a in anchors}
+        grids = {(tuple(a.patch_embed.grid_size), tuple(a.patch_embed.img_size)) for a in vits}
         if len(tokens) != 1 or len(grids) != 1:
             raise FamilyError(f"family '{family.name}': anchors must see the same token grid (input size, "
                               f"patch grid and prefix tokens), got tokens {sorted(tokens)}, "
                               f"(grid, input) {sorted(grids)}")
-        classes = {int(a.num_classes) for a in anchors}
+        classes = {int(a.num_classes) for a in vits}
         if len(classes) != 1:
             raise FamilyError(f"family '{family.name}': anchors must have the same num_classes (every "
                               f"stitch ends in one anchor's head), got {sorted(classes)}")
@@ -96,6 +121,10 @@ class SNNet(nn.Module):
         self.config_id = 0
 
     # ---- configurations ----
+    def anchor(self, i: int) -> ViTAnchor:
+        """Anchor ``i`` (``self.anchors[i]``) as a timm ViT."""
+        return as_vit(self.anchors[i])
+
     @property
     def anchor_names(self) -> list[str]:
         return [a.name for a in self.family.anchors]
@@ -103,13 +132,13 @@ class SNNet(nn.Module):
     @property
     def input_size(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of the anchors' input."""
-        pe = self.anchors[0].patch_embed
+        pe = self.anchor(0).patch_embed
         h, w = pe.img_size
         return (int(pe.proj.in_channels), int(h), int(w))
 
     @property
     def num_classes(self) -> int:
-        return int(self.anchors[-1].num_classes)
+        return int(self.anchor(-1).num_classes)
 
     def config(self, cfg_id: int) -> StitchConfig:
         return config_by_id(self.configs, cfg_id, self.family.name)
@@ -125,7 +154,7 @@ class SNNet(nn.Module):
     def stitch_layer(self, cfg: StitchConfig) -> StitchingLayer:
         assert cfg.stitch_layer is not None
         p, layer = cfg.stitch_layer
-        return self.stitch_layers[p][layer]  # type: ignore[index,return-value]
+        return cast(StitchingLayer, cast(nn.ModuleList, self.stitch_layers[p])[layer])
 
     # ---- forward ----
     def forward(self, x: torch.Tensor, cfg_id: int | None = None) -> torch.Tensor:
@@ -133,20 +162,20 @@ class SNNet(nn.Module):
         if cfg.position is None:
             return self.anchors[cfg.front](x)
         j, k = cfg.position
-        front, end = self.anchors[cfg.front], self.anchors[cfg.end]
-        x = vit_embed(front, x)
+        front, end = self.anchor(cfg.front), self.anchor(cfg.end)
+        x = vit_embed(self.anchors[cfg.front], x)
         for blk in front.blocks[: j + 1]:
             x = blk(x)
         x = self.stitch_layer(cfg)(x)
         for blk in end.blocks[k:]:
             x = blk(x)
-        return vit_head(end, x, apply_norm=self.family.head == "v2")
+        return vit_head(self.anchors[cfg.end], x, apply_norm=self.family.head == "v2")
 
     def modules_of(self, cfg: StitchConfig) -> list[nn.Module]:
         """The modules whose parameters configuration ``cfg`` uses (for counting and freezing)."""
-        front, end = self.anchors[cfg.front], self.anchors[cfg.end]
+        front, end = self.anchor(cfg.front), self.anchor(cfg.end)
         if cfg.position is None:
-            return [front]
+            return [self.anchors[cfg.front]]
         j, k = cfg.position
         return [front.patch_embed, *front.blocks[: j + 1], self.stitch_layer(cfg),
                 *end.blocks[k:], end.head, end.norm]

@@ -10,7 +10,7 @@ widths; the end anchor runs blocks ``k..`` of stage ``s``, its later stages and 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 from torch import nn
@@ -70,12 +70,11 @@ class StagedSNNet(nn.Module):
 
     # ---- geometry and checks ----
     def _find_input_size(self) -> tuple[int, int, int]:
-        sizes = {v.input_size() for v in self.views} - {None}
+        sizes = {got for v in self.views if (got := v.input_size()) is not None}
         if len(sizes) > 1:
             raise FamilyError(f"family '{self.family.name}': anchors are built for different inputs {sorted(sizes)}")
         if sizes:
             size = sizes.pop()
-            assert size is not None
             if self.family.input_size is not None and tuple(self.family.input_size) != size:
                 raise FamilyError(f"family '{self.family.name}': input_size {list(self.family.input_size)} "
                                   f"differs from the anchors' {list(size)}")
@@ -126,10 +125,14 @@ class StagedSNNet(nn.Module):
         self.config_id = self.config(cfg_id).id
         return self
 
-    def stitch_layer(self, cfg: StitchConfig) -> nn.Module:
+    def stitch_layer(self, cfg: StitchConfig) -> StitchingLayer:
         assert cfg.stitch_layer is not None
-        S, p, layer = cfg.stitch_layer
-        return self.stitch_layers[S][p][layer]  # type: ignore[index]
+        return self.layer_at(*cfg.stitch_layer)
+
+    def layer_at(self, stage: int, pair: int, layer: int) -> StitchingLayer:
+        """Stitching layer ``stitch_layers[stage][pair][layer]``."""
+        pairs = cast(nn.ModuleList, self.stitch_layers[stage])
+        return cast(StitchingLayer, cast(nn.ModuleList, pairs[pair])[layer])
 
     # ---- forward ----
     def forward(self, x: torch.Tensor, cfg_id: int | None = None) -> torch.Tensor:

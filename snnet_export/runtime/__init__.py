@@ -9,6 +9,7 @@ without torch.
 """
 from __future__ import annotations
 
-from .selector import Candidate, Selector, SelectorError
+from ..errors import SelectorError
+from .selector import Candidate, Selector
 
 __all__ = ["Candidate", "Selector", "SelectorError"]

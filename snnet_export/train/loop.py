@@ -257,7 +257,7 @@ def fit(snnet: Any, splits: Any, cfg: TrainConfig, ctx: DistContext, state_path:
     """Train ``snnet`` on ``splits.train``: each step runs the ids ``choose(rng)`` returns and
     steps AdamW on the summed loss. Writes ``state_path`` after every epoch; returns the history."""
     from .data import random_shift, train_loader
-    from ..progress import progress_bar
+    from ..progress import TRAIN_SECONDS, progress_bar
 
     steps = math.ceil(len(splits.train) // ctx.world / cfg.batch_size)
     steps = min(steps, cfg.steps_per_epoch) if cfg.steps_per_epoch else steps
@@ -270,7 +270,7 @@ def fit(snnet: Any, splits: Any, cfg: TrainConfig, ctx: DistContext, state_path:
         rng, gen = _epoch_rngs(cfg.seed, epoch, ctx.rank)
         loader = train_loader(splits.train, cfg.batch_size, cfg.seed, epoch, ctx.rank, ctx.world, cfg.workers)
         bar = progress_bar(loader, f"epoch {epoch + 1}/{cfg.epochs}", unit="step", total=steps,
-                           disable=not (progress and ctx.is_main))
+                           disable=not (progress and ctx.is_main), every_seconds=TRAIN_SECONDS)
         losses: list[float] = []
         for x, y in bar:
             if len(losses) >= steps:
@@ -278,7 +278,7 @@ def fit(snnet: Any, splits: Any, cfg: TrainConfig, ctx: DistContext, state_path:
             if splits.shift_fill is not None and cfg.max_shift:
                 x = random_shift(x, cfg.max_shift, splits.shift_fill, gen)
             losses.append(run.step(x.to(ctx.device), y.to(ctx.device), choose(rng)))
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+            bar.set_postfix_str(f"loss {losses[-1]:.3f}")
         bar.close()
         history.append({"epoch": epoch + 1, "loss": round(sum(losses) / max(1, len(losses)), 6), "steps": len(losses),
                         "lr": run.sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 2)})

@@ -44,7 +44,7 @@ def test_bad_yaml_is_one_line(tmp_path, text, needle):
 def test_nearest_must_be_a_real_boolean(tmp_path, value):
     spec = _tiny_spec()
     text = yaml.safe_dump(spec).replace("nearest: true", f"nearest: {value}")
-    with pytest.raises(FamilyError, match="stitching.nearest must be true or false"):
+    with pytest.raises(FamilyError, match="stitching.nearest: must be true or false"):
         get_family(_write(tmp_path / "f.yaml", text))
 
 

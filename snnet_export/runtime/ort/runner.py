@@ -171,7 +171,8 @@ class OrtRunner:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         try:
-            return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+            out: np.ndarray = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+            return out
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidArgument types
             shape = list(getattr(x, "shape", []))
             raise InferenceError(f"stitch {self.cfg_id}: ONNX Runtime failed on an input of shape {shape}: "

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -212,8 +212,9 @@ class TrtEngine:
         if len(ins) != 1 or len(outs) != 1:
             raise BuildError(f"{self.path} has inputs {ins} and outputs {outs}; a stitch engine has one of each")
         self.input_name, self.output_name = ins[0], outs[0]
-        self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
-        self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
+        nptype: Callable[[trt.DataType], type] = trt.nptype  # untyped in the stubs
+        self.input_dtype = np.dtype(nptype(self.engine.get_tensor_dtype(self.input_name)))
+        self.output_dtype = np.dtype(nptype(self.engine.get_tensor_dtype(self.output_name)))
         lo, _, hi = self.engine.get_tensor_profile_shape(self.input_name, 0)  # min, opt, max Dims
         self.min_shape, self.max_shape = _shape(lo), _shape(hi)
         self.context = _user_managed_context(self.engine)
