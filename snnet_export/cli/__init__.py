@@ -16,6 +16,7 @@ import click
 
 from .. import __version__
 from .check import check_cmd
+from .conformance import conformance_cmd
 from .params import SELECTION, FiniteFloat
 from .train import eval_cmd, train_cmd
 from ..errors import SNNetExportError, first_line
@@ -328,6 +329,7 @@ def report(folder: Path, batch: int | None, profile: str | None) -> None:
 
 
 cli.add_command(check_cmd)
+cli.add_command(conformance_cmd)
 cli.add_command(train_cmd)
 cli.add_command(eval_cmd)
 
