@@ -12,6 +12,7 @@ import csv
 import random
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ..engine_folder.manifest import SCHEMA, SCHEMA_VERSION
@@ -79,7 +80,8 @@ def _engine_record(target: str, cfg_id: int) -> dict[str, Any]:
 
 
 def make_profile(rows: list[TableRow], rng: random.Random, batches: list[int], backend: str = "ort",
-                 target: str | None = None, ties: int = 0, quantise: bool = False) -> dict[str, Any]:
+                 target: str | None = None, ties: int = 0, quantise: bool = False,
+                 unmeasured: float = 0.04) -> dict[str, Any]:
     """A synthetic profile: images/s ~ 1 / GFLOPs, growing with batch; ``ties`` stitches copy another's speed."""
     base = rng.uniform(200.0, 3000.0)
     speed = {r.id: base / (r.flops / 1e9) * rng.lognormvariate(0.0, 0.08) for r in rows}
@@ -91,8 +93,8 @@ def make_profile(rows: list[TableRow], rng: random.Random, batches: list[int], b
         speed = {i: float(round(s, -1) or 10.0) for i, s in speed.items()}
     stitches = []
     for r in rows:
-        if rng.random() < 0.04:
-            continue  # an unmeasured stitch
+        if rng.random() < unmeasured:
+            continue  # a stitch the profile did not measure
         for b in batches:
             thr = speed[r.id] * b ** rng.uniform(0.3, 0.9) if b > 1 else speed[r.id]
             p50 = 1000.0 * b / thr
@@ -114,3 +116,26 @@ def make_profile(rows: list[TableRow], rng: random.Random, batches: list[int], b
     else:
         prof["ort_mode"] = "shared"
     return prof
+
+
+def write_folder(out: str | Path, family: str = "deit_tsb", seed: int = 0, batches: tuple[int, ...] = (1, 8)) -> Path:
+    """Write a synthetic engine folder (``manifest.json`` + ``profile.synthetic.json``) of every stitch of ``family``.
+
+    For the native example, benchmark and fuzzer: the selector reads only these two files (no
+    ONNX or weights are written). Profiles are synthetic, never a measurement.
+    """
+    import json
+
+    from ..errors import SelectorError
+    from ..fileio import check_writable
+
+    if family not in FAMILIES:
+        raise SelectorError(f"unknown family '{family}': expected one of {', '.join(FAMILIES)}")
+    out = Path(out)
+    check_writable(out, "folder", SelectorError, folder=True)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"folder:{family}:{seed}")
+    rows = family_table(family)
+    (out / "manifest.json").write_text(json.dumps(make_manifest(family, rows, rng), indent=1))
+    (out / "profile.synthetic.json").write_text(json.dumps(make_profile(rows, rng, list(batches), unmeasured=0.0), indent=1))
+    return out
