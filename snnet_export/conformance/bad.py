@@ -56,8 +56,10 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any], dict[str, Any], ran
     where, key = path.split(".", 1)
 
     def fn(m: dict[str, Any], p: dict[str, Any], rng: random.Random) -> None:
-        obj = {"m": lambda: m, "p": lambda: p, "e": lambda: _entry(m, rng), "r": lambda: _record(p, rng),
-               "w": lambda: m["weights"], "l": lambda: _record(p, rng)["latency_ms"]}[where]()
+        pick: dict[str, Callable[[], dict[str, Any]]] = {
+            "m": lambda: m, "p": lambda: p, "e": lambda: _entry(m, rng), "r": lambda: _record(p, rng),
+            "w": lambda: m["weights"], "l": lambda: _record(p, rng)["latency_ms"]}
+        obj = pick[where]()
         if value is _DELETE:
             obj.pop(key, None)
         else:
