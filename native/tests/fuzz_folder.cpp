@@ -13,6 +13,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "snnet_select.h"
 #include "test_folder.h"
@@ -88,7 +89,11 @@ int main(int argc, char **argv) {
     }
     unsigned long long seed = std::strtoull(argv[1], nullptr, 10);
     long count = std::atol(argv[2]);
-    char work[] = "/tmp/snnet-fuzz-XXXXXX";
+    const char *tmp = std::getenv("TMPDIR");
+    std::string work_s = std::string(tmp && *tmp ? tmp : "/tmp") + "/snnet-fuzz-XXXXXX";
+    std::vector<char> work_buf(work_s.begin(), work_s.end());
+    work_buf.push_back('\0');
+    char *work = work_buf.data();
     if (!mkdtemp(work)) return 2;
     std::string manifest, profile, profile_name = "profile.test.json";
     if (argc > 3) {
