@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # torch's CUDA build also runs on CPU; torchvision (needed by timm) has no CPU-only build here.
 TORCH  ?= torch==2.15.0 torchvision==0.29.2
 
-.PHONY: install demo test lint typecheck docs clean gpu-check
+.PHONY: install demo test lint typecheck docs clean gpu-check native native-asan native-traces native-test native-example install-native
 
 install: $(STAMP)
 
@@ -42,7 +42,7 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
-test: $(STAMP) lint typecheck docs
+test: $(STAMP) lint typecheck docs native-test
 	$(PY) -m pytest -q -rs
 
 clean:
@@ -52,3 +52,58 @@ clean:
 # Without a GPU it says so and exits 0 without writing a results file (see benchmarks/gpu_check.py).
 gpu-check: $(STAMP)
 	$(PY) benchmarks/gpu_check.py
+
+# ---- the native selector library (native/, docs/native.md) ----
+# Build folders live under .native-build/ (git-ignored). nlohmann-json comes from the system's CMake
+# config, else from the nlohmann-json pip package in the dev extra; cmake/ninja from the system, else pip.
+NATIVE     := .native-build
+PREFIX     ?= /usr/local
+CONF_SEED  ?= 20261203
+CONF_COUNT ?= 300
+NLOHMANN    = $$($(PY) -c 'import nlohmann_json, os; print(os.path.join(os.path.dirname(nlohmann_json.__file__), "include"))')
+GEN         = $$(command -v ninja >/dev/null 2>&1 || test -x $(VENV)/bin/ninja && echo "-G Ninja")
+NATIVE_CFG  = -DSNNET_NLOHMANN_INCLUDE_DIR=$(NLOHMANN) -DSNNET_TRACES_DIR=$(abspath $(NATIVE)/traces)
+
+$(NATIVE)/.tools: $(STAMP)
+	@mkdir -p $(NATIVE)
+	@if ! command -v cmake >/dev/null 2>&1 || ! cmake --version | awk 'NR==1{split($$3,v,"."); exit !(v[1]>3 || (v[1]==3 && v[2]>=20))}'; then \
+		echo "no cmake >= 3.20 on this machine: installing cmake and ninja into $(VENV)"; \
+		$(PY) -m pip install -q 'cmake>=3.20' ninja; fi
+	@touch $@
+
+native: $(NATIVE)/.tools
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake -S native -B $(NATIVE)/release $(GEN) -DCMAKE_BUILD_TYPE=Release $(NATIVE_CFG) >/dev/null
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --build $(NATIVE)/release
+
+# the same sources and tests with AddressSanitizer + UndefinedBehaviorSanitizer
+native-asan: $(NATIVE)/.tools
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake -S native -B $(NATIVE)/asan $(GEN) -DCMAKE_BUILD_TYPE=Debug -DSNNET_SANITIZE=ON $(NATIVE_CFG) >/dev/null
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --build $(NATIVE)/asan
+
+# conformance traces from the Python Selector (a fixed seed; any seed must agree)
+native-traces: $(STAMP)
+	rm -rf $(NATIVE)/traces
+	$(VENV)/bin/snnet-export conformance generate --seed $(CONF_SEED) --count $(CONF_COUNT) -o $(NATIVE)/traces
+
+native-test: native native-asan native-traces
+	cd $(NATIVE)/release && ctest --output-on-failure
+	cd $(NATIVE)/asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure
+	$(MAKE) --no-print-directory native-example
+
+install-native: native
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --install $(NATIVE)/release --prefix $(PREFIX)
+
+# install into a temporary prefix; build and run the example through find_package and through
+# pkg-config, and replay the traces with the installed snnet-select-replay
+native-example: native native-traces
+	rm -rf $(NATIVE)/prefix $(NATIVE)/example $(NATIVE)/example-folder
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --install $(NATIVE)/release --prefix $(abspath $(NATIVE)/prefix) >/dev/null
+	$(VENV)/bin/snnet-export -q conformance folder -o $(NATIVE)/example-folder
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake -S native/examples -B $(NATIVE)/example $(GEN) -DCMAKE_PREFIX_PATH=$(abspath $(NATIVE)/prefix) >/dev/null
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --build $(NATIVE)/example
+	$(NATIVE)/example/select_example $(NATIVE)/example-folder profile.synthetic.json
+	lib=$$(dirname $$(find $(abspath $(NATIVE)/prefix) -name snnet_select.pc)); \
+	PKG_CONFIG_PATH=$$lib cc -std=c99 native/examples/select_example.c $$(PKG_CONFIG_PATH=$$lib pkg-config --cflags --libs snnet_select) \
+		-Wl,-rpath,$$(dirname $$lib) -o $(NATIVE)/example/select_example_pkgconfig
+	$(NATIVE)/example/select_example_pkgconfig $(NATIVE)/example-folder profile.synthetic.json | tail -n 1 | cut -c1-120
+	$(NATIVE)/prefix/bin/snnet-select-replay $(NATIVE)/traces

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "snnet_export"
-TORCH_FREE_PACKAGES = ("engine_folder", "runtime", "engine_build", "bench", "serve")
+TORCH_FREE_PACKAGES = ("engine_folder", "runtime", "engine_build", "bench", "serve", "conformance")
 TORCH_FREE_MODULES = ("__init__", "errors", "deps", "fields", "fileio", "progress", "selection")
 
 BLOCK = """

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 # Subpackages and top-level modules the deploy side uses; nothing in them may import torch.
-TORCH_FREE = ("engine_folder", "runtime", "engine_build", "bench", "serve", "errors", "deps", "fields", "fileio",
-              "progress", "selection", "__init__")
+TORCH_FREE = ("engine_folder", "runtime", "engine_build", "bench", "serve", "conformance", "errors", "deps", "fields",
+              "fileio", "progress", "selection", "__init__")
 HEAVY = {"torch", "timm", "torchvision", "sklearn"}
 # Torch-free modules that may import torch lazily (inside a function) on purpose: an opt-in path that
 # needs the [train] extra (bench's PyTorch-eager baseline). Their module-level imports stay torch-free.

@@ -16,6 +16,7 @@ import click
 
 from .. import __version__
 from .check import check_cmd
+from .conformance import conformance_cmd
 from .params import SELECTION, FiniteFloat
 from .serve import serve_cmd
 from .train import eval_cmd, train_cmd
@@ -330,6 +331,7 @@ def report(folder: Path, batch: int | None, profile: str | None) -> None:
 
 cli.add_command(check_cmd)
 cli.add_command(serve_cmd)
+cli.add_command(conformance_cmd)
 cli.add_command(train_cmd)
 cli.add_command(eval_cmd)
 
