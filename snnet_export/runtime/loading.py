@@ -64,19 +64,21 @@ def check_unchanged(path: Path, stamp: tuple[int, int, int]) -> None:
                           "bytes): refusing to run on it; reopen the Selector once the folder is complete")
 
 
-def _warm_environment() -> None:
+def _warm_environment(global_threads: bool) -> None:
     """Open (and drop) a one-node ORT session, so ORT's one-time set-up (kernel registries, ~10 MiB)
     is not measured as the first stitch's session size."""
     from onnx import TensorProto, helper
 
     from ..deps import require
+    from .ort.runner import session_options
 
     ort = require("onnxruntime", "running stitches with ONNX Runtime")
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "warm",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    so = session_options(1, share_weights=False, global_threads=global_threads)
+    ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def ort_loader(folder: Path, manifest: Mapping[str, Any], *, threads: int | None, fused: bool,
@@ -128,7 +130,7 @@ def budgeted_runners(folder: Path, manifest: Mapping[str, Any], ids: Sequence[in
     budget = int(max_resident_mb * MiB)
     check_budget(budget, manifest["weights"]["size"], estimates)  # before mapping anything
     load, weights = ort_loader(folder, manifest, **options)
-    _warm_environment()
+    _warm_environment(bool(options.get("shared_threads")))
     residency = Residency(load, weights.path.stat().st_size, budget, estimates)
     loaded = residency.preload(list(preload))
     log.info("max_resident_mb=%s: %d of %d stitches resident at start", max_resident_mb, len(loaded), len(ids))

@@ -4,11 +4,12 @@
     y = res.run(3, x)          # loads stitch 3 if it is not resident (evicting idle ones), runs it
 
 What is counted (``docs/memory.md``): the weight file, once (every session reads it through one
-shared memory map), plus each resident session's private memory. A session's size is *measured*:
-the growth of the process's anonymous resident memory (``RssAnon``) while it is created, loads
-serialised so each is measured alone. A load that overlaps a call on another thread is not
-measured (the call's activations would be counted); the stitch's estimate is used instead, as it
-is before a stitch was ever loaded: :func:`estimate_session_bytes` of its graph. Activations are
+shared memory map), plus each resident session's private memory: the larger of its estimate,
+:func:`estimate_session_bytes` of its graph, and its measured size, the growth of the process's
+anonymous resident memory (``RssAnon``) while it is created (loads are serialised so each is
+measured alone; a load that overlaps a call on another thread is not measured, since the call's
+activations would be counted; a heap that reuses pages freed by an eviction can show no growth,
+hence the estimate as a floor). Activations are
 not resident: the selector's sessions hand them back after each call, so a call in flight adds its
 activations for its duration only (measured in ``benchmarks/results/selector.md``).
 
@@ -103,6 +104,7 @@ class Residency:
         check_budget(budget_bytes, weight_bytes, estimates)
         self.loader, self.weight_bytes, self.budget_bytes = loader, int(weight_bytes), int(budget_bytes)
         self.estimates = dict(estimates)
+        self.measured: dict[int, int] = {}  # id -> RssAnon growth of its last quiet load
         self._measure, self._clock = measure, clock
         self._cond = threading.Condition()
         self._load_lock = threading.Lock()
@@ -177,9 +179,10 @@ class Residency:
         with self._cond:
             quiet = quiet and self._busy == 0
             measured = quiet and before is not None and after is not None
-            size = max(0, after - before) if measured else self._size(cfg_id)  # type: ignore[operator]
+            grown = max(0, after - before) if measured else 0  # type: ignore[operator]
+            size = max(grown, self._size(cfg_id))  # a heap reusing freed pages can show ~0 growth
             if measured:
-                self.estimates[cfg_id] = size
+                self.measured[cfg_id] = grown
             del self._loading[cfg_id]
             self._resident[cfg_id] = _Resident(runner, size, measured, leases=1)
             self._busy += 1
@@ -238,6 +241,7 @@ class Residency:
                 "budget_mb": round(self.budget_bytes / MiB, 1), "weights_mb": round(self.weight_bytes / MiB, 1),
                 "resident_mb": round(self.used_bytes / MiB, 1), "resident": list(self._resident),
                 "session_mb": {i: round(r.bytes / MiB, 2) for i, r in self._resident.items()},
+                "measured_mb": {i: round(b / MiB, 2) for i, b in self.measured.items()},
                 "loads": self.loads, "evictions": self.evictions,
                 "cold_switch_ms": None if cold is None else {
                     "p50": round(float(np.percentile(cold, 50)), 2), "p99": round(float(np.percentile(cold, 99)), 2),
