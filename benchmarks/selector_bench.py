@@ -1,13 +1,25 @@
-"""Benchmark the runtime selector on DeiT-Ti/S/B (random weights, FP32, 2-core CPU, ONNX Runtime).
+"""Selector memory on all 71 DeiT-Ti/S/B stitches (random weights, FP32, ONNX Runtime, 2-core CPU).
 
-(b) process RSS with all 71 stitches resident in the Selector / weight-file bytes (goal <= 1.3),
-    and the naive figure (each ONNX Runtime session loading its own weights, prepacking on),
-    measured on a subset of stitches in a separate process and extrapolated to all 71;
-(c) stitch-switch latency: the time of ``set_budget`` calls that change the active stitch,
-    p50/p99 over many switches (goal p99 <= 1 ms), and the first call after a switch vs steady state.
+(1) Where the memory goes: with all 71 stitches resident in a Selector, after each ran once at
+    batch 1 and once at batch 16, the process's RSS split by /proc/self/smaps into the weight
+    file's mapping, other file mappings (libraries) and anonymous memory, and the anonymous part
+    into the interpreter baseline, per-session state (growth while loading) and what the runs left
+    (activation arena, C heap). Three settings, each in a fresh process:
+      ``before``  - the settings of the previous round (NCHWc transformer on, the arena keeps its
+                    activations, glibc's dynamic mmap threshold);
+      ``shared``  - this round's Selector (``ort_mode='shared'``);
+      ``fused``   - the same with attention fused (``ort_mode='fused'``).
+    Goal: RSS <= 1.3x the weight file.
+(2) Budgeted mode: ``max_resident_mb`` of weights + 20 sessions' estimate; every one of the 71
+    stitches is called (twice, in two orders, batch 1), RSS is sampled after every call and the
+    cold-switch cost (load on a miss, p50/p99) comes from ``describe()``. The impossible budget's
+    one-line refusal is recorded.
+(3) Switch latency (``set_budget`` that changes the active stitch) and the cost of handing the
+    activations back after each call (DeiT-B, batch 1 and 16, blocks timed interleaved).
 
-Needs an FP32 export of every stitch and a batch-1 profile of this machine; it makes them if absent:
-    .venv/bin/python benchmarks/selector_bench.py [--folder /tmp/snnet-bench/deit-fp32]
+The profile is a FLOPs proxy written for this benchmark (selection quality is not measured here).
+    .venv/bin/python benchmarks/selector_bench.py [--folder engines/deit71]
+(export the folder once: ``snnet-export export deit-tsb random -o engines/deit71 --no-verify``).
 Writes benchmarks/results/selector.json and .md.
 """
 from __future__ import annotations
@@ -21,130 +33,291 @@ import textwrap
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
 
-RESIDENT = textwrap.dedent("""
-    import json, sys, time, warnings, numpy as np, psutil
-    from snnet_export.runtime import Selector
-    proc = psutil.Process()
-    folder = sys.argv[1]
-    rss0 = proc.memory_info().rss
+COMMON = textwrap.dedent("""
+    import json, os, sys, time, warnings, numpy as np
     warnings.simplefilter("ignore")
+    def rollup():
+        out = {}
+        for line in open("/proc/self/smaps_rollup"):
+            p = line.split()
+            if len(p) >= 3 and p[2] == "kB":
+                out[p[0].rstrip(":")] = int(p[1]) * 1024
+        return out
+    def mapped(name):  # Rss of the mappings of files whose path ends with name
+        rss, cur = 0, False
+        for line in open("/proc/self/smaps"):
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:
+                cur = len(head) >= 6 and head[-1].endswith(name)
+            elif cur and line.startswith("Rss:"):
+                rss += int(head[1]) * 1024
+        return rss
+    def threads():
+        return len(os.listdir("/proc/self/task"))
+    def hwm():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+""")
+
+RESIDENT = COMMON + textwrap.dedent("""
+    folder, setting = sys.argv[1], sys.argv[2]
+    base = rollup()
+    from snnet_export.runtime import Selector
+    import snnet_export.runtime.ort.runner as R
+    if setting == "before":  # the previous round's settings
+        R.PRIVATE_COPY_OPTIMIZERS = ()
+        R._LEAN_HEAP = False
+        _Orig = R.OrtRunner
+        class Keep(_Orig):
+            def __init__(self, session, cfg_id=None, release_activations=False):
+                super().__init__(session, cfg_id, False)
+        R.OrtRunner = Keep
+    from snnet_export.runtime.loading import _warm_environment
+    R.use_global_threads(2)
+    _warm_environment(True)  # ORT's one-time set-up, not a session's
+    imported = rollup()
     t = time.perf_counter()
-    sel = Selector(folder, resident="all", threads=2)
+    sel = Selector(folder, resident="all", shared_threads=2, adaptive=False, profile=sys.argv[3],
+                   ort_mode="fused" if setting == "fused" else "shared")
     load_s = time.perf_counter() - t
-    rss_loaded = proc.memory_info().rss
-    x = np.random.default_rng(0).standard_normal((1, *sel.manifest["input_shape"])).astype(np.float32)
-    for i in sel.resident:
-        sel.run(x, stitch=i)
-    rss_run = proc.memory_info().rss
-    # (c) switches: budgets alternating between frontier stitches
-    front = sorted(sel.frontier, key=lambda i: sel.candidates[i].throughput[1])
-    speeds = [sel.candidates[i].throughput[1] for i in front]
-    sel.hysteresis = 0.0
-    rng = np.random.default_rng(1)
-    times, switched = [], 0
-    for k in range(4000):
-        target = speeds[rng.integers(len(speeds))]
-        before = sel.current
-        t0 = time.perf_counter_ns()
-        sel.set_budget(min_throughput=target)
-        dt = time.perf_counter_ns() - t0
-        if sel.current != before:
-            times.append(dt / 1e6)
-            switched += 1
-    ms = np.array(times)
-    fast = front[-1]
-    steady = []
-    sel.set_budget(min_throughput=speeds[-1])
-    for _ in range(30):
-        t0 = time.perf_counter(); sel(x); steady.append((time.perf_counter() - t0) * 1e3)
-    first = []
-    for _ in range(15):
-        sel.set_budget(min_throughput=speeds[0]); sel(x)
-        sel.set_budget(min_throughput=speeds[-1])
-        t0 = time.perf_counter(); sel(x); first.append((time.perf_counter() - t0) * 1e3)
-    print(json.dumps({"stitches": len(sel.resident), "frontier": len(sel.frontier), "load_seconds": load_s,
-        "rss_before": rss0, "rss_loaded": rss_loaded, "rss_after_one_run_each": rss_run,
-        "switches": switched, "switch_ms": {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-        "max": float(ms.max())}, "fastest_stitch": fast, "steady_call_ms_p50": float(np.median(steady)),
-        "first_call_after_switch_ms_p50": float(np.median(first))}))
+    loaded = rollup()
+    wname = sel.manifest["weights"]["file"]
+    out = {"setting": setting, "stitches": len(sel.resident), "load_seconds": round(load_s, 1),
+           "threads": threads(), "rss_baseline": base["Rss"], "anon_baseline": base["Anonymous"],
+           "anon_after_imports": imported["Anonymous"], "anon_after_load": loaded["Anonymous"],
+           "rss_after_load": loaded["Rss"], "weights_mapped_after_load": mapped(wname), "after": {}}
+    for batch in (1, 16):
+        x = np.random.default_rng(0).standard_normal((batch, *sel.manifest["input_shape"])).astype(np.float32)
+        t = time.perf_counter()
+        for i in sel.resident:
+            sel.run(x, stitch=i)
+        r = rollup()
+        out["after"][batch] = {"rss": r["Rss"], "anon": r["Anonymous"], "weights_mapped": mapped(wname),
+                               "seconds": round(time.perf_counter() - t, 1)}
+    out["vm_hwm"] = hwm()
+    if setting == "shared":  # (3) switch latency between frontier stitches
+        front = sorted(sel.frontier, key=lambda i: sel.candidates[i].throughput[1])
+        speeds = [sel.candidates[i].throughput[1] for i in front]
+        sel.hysteresis = 0.0
+        rng = np.random.default_rng(1)
+        times = []
+        for k in range(4000):
+            before = sel.current
+            t0 = time.perf_counter_ns()
+            sel.set_budget(min_throughput=speeds[rng.integers(len(speeds))])
+            dt = time.perf_counter_ns() - t0
+            if sel.current != before:
+                times.append(dt / 1e6)
+        ms = np.array(times)
+        out["switch_ms"] = {"n": int(ms.size), "p50": float(np.percentile(ms, 50)),
+                            "p99": float(np.percentile(ms, 99)), "max": float(ms.max())}
+    print(json.dumps(out))
 """)
 
-NAIVE = textwrap.dedent("""
-    import json, sys, numpy as np, psutil
+BUDGETED = COMMON + textwrap.dedent("""
+    folder, budget_sessions = sys.argv[1], int(sys.argv[2])
+    from snnet_export.errors import MemoryBudgetError
+    from snnet_export.runtime import Selector
+    from snnet_export.runtime.residency import MiB, estimate_session_bytes
     from snnet_export.engine_folder.manifest import load_manifest
-    from snnet_export.runtime.ort.runner import OrtRunner, ort_session
-    folder, ids = sys.argv[1], [int(i) for i in sys.argv[2].split(",")]
     m = load_manifest(folder)
-    entries = {e["id"]: e for e in m["configs"]}
-    proc = psutil.Process()
-    rss0 = proc.memory_info().rss
-    keep, own = [], 0
-    for i in ids:
-        e = entries[i]
-        s = ort_session(folder, e, None, threads=2)  # ORT reads its own copy; prepacking on
-        OrtRunner(s)(np.zeros((1, *m["input_shape"]), np.float32))
-        keep.append(s)
-        own += sum(m["weights"]["tensors"][t]["length"] for _, t in e["initializers"])
-    print(json.dumps({"ids": ids, "rss_increase": proc.memory_info().rss - rss0, "stitch_weight_bytes": own}))
+    est = max(estimate_session_bytes(e["onnx_bytes"]) for e in m["configs"])
+    weights = m["weights"]["size"]
+    try:
+        Selector(folder, resident="none", profile=sys.argv[3], max_resident_mb=weights / MiB - 1)
+        refusal = None
+    except MemoryBudgetError as exc:
+        refusal = str(exc)
+    from snnet_export.runtime.loading import _warm_environment
+    from snnet_export.runtime.ort.runner import use_global_threads
+    use_global_threads(2)
+    _warm_environment(True)  # onnxruntime's libraries and one-time set-up are in the baseline
+    base = rollup()["Rss"]
+    budget_mb = (weights + budget_sessions * est) / MiB
+    sel = Selector(folder, resident="frontier", shared_threads=2, adaptive=False, profile=sys.argv[3],
+                   max_resident_mb=budget_mb)
+    start = sel.describe()["residency"]
+    x = np.random.default_rng(0).standard_normal((1, *m["input_shape"])).astype(np.float32)
+    ids = sorted(sel.candidates)
+    order = ids + list(np.random.default_rng(2).permutation(ids))
+    over, worst_anon, worst_rss, worst_acct = 0, 0, 0, 0
+    t = time.perf_counter()
+    for i in order:
+        sel.run(x, stitch=int(i))
+        r = rollup()
+        d = sel.residency.describe()
+        worst_rss = max(worst_rss, r["Rss"] - base)
+        worst_anon = max(worst_anon, r["Anonymous"])
+        worst_acct = max(worst_acct, d["resident_mb"])
+        over += d["resident_mb"] > d["budget_mb"]
+    d = sel.describe()["residency"]
+    print(json.dumps({"budget_mb": budget_mb, "weight_bytes": weights, "session_estimate_max_bytes": est,
+        "refusal": refusal, "calls": len(order), "seconds": round(time.perf_counter() - t, 1),
+        "resident_at_start": len(start["resident"]), "accounted_over_budget_calls": over,
+        "accounted_max_mb": worst_acct, "rss_growth_max": worst_rss, "rss_baseline": base,
+        "rss_after": rollup()["Rss"], "vm_hwm": hwm(), "loads": d["loads"], "evictions": d["evictions"],
+        "cold_switch_ms": d["cold_switch_ms"], "resident_at_end": len(d["resident"]),
+        "counted_session_mb": sorted(d["session_mb"].values()),
+        "measured_session_mb": sorted(d["measured_mb"].values())}))
+""")
+
+RELEASE_COST = COMMON + textwrap.dedent("""
+    folder, cfg = sys.argv[1], int(sys.argv[2])
+    import onnxruntime as ort
+    from snnet_export.engine_folder.manifest import config_entry, load_manifest
+    from snnet_export.engine_folder.weight_file import WeightFile
+    from snnet_export.runtime.ort.runner import SHRINK_ARENA, lean_heap, ort_session, use_global_threads
+    use_global_threads(2); lean_heap()
+    m = load_manifest(folder)
+    sess = ort_session(folder, config_entry(m, cfg), WeightFile(folder, m["weights"]), shared_arena=True,
+                       global_threads=True, stop_spinning=True)
+    keep, rel = ort.RunOptions(), ort.RunOptions()
+    rel.add_run_config_entry(*SHRINK_ARENA)
+    out = {}
+    for batch, blocks in ((1, 8), (16, 3)):
+        x = np.random.default_rng(0).standard_normal((batch, *m["input_shape"])).astype(np.float32)
+        lat = {"keep": [], "release": []}
+        for b in range(blocks):
+            for name, ro in (("keep", keep), ("release", rel))[:: 1 if b % 2 else -1]:
+                for k in range(4):
+                    t = time.perf_counter(); sess.run(None, {"input": x}, ro); dt = time.perf_counter() - t
+                    if k:  # the block's first call pays the switch of setting
+                        lat[name].append(dt * 1e3)
+        out[batch] = {k: float(np.median(v)) for k, v in lat.items()}
+        out[batch]["ratio"] = out[batch]["release"] / out[batch]["keep"]
+    print(json.dumps(out))
 """)
 
 
-def ensure_inputs(folder: Path) -> None:
-    from snnet_export.bench.measure import profile_from_engines
-    from snnet_export.export.stitches import export_stitches
-    from snnet_export.engine_folder.profile import find_profile
+def flops_profile(folder: Path) -> Path:
+    """A FLOPs-proxy ORT profile (images/s = 1e11 / FLOPs): selection input only, never a measurement."""
+    from snnet_export.engine_folder.manifest import load_manifest
+    from snnet_export.engine_folder.profile import PROFILE_SCHEMA, device_name
 
-    if not (folder / "manifest.json").exists():
-        export_stitches("deit-tsb", "random", folder, "fp32")
-    if find_profile(folder, "ort") is None:
-        profile_from_engines(folder, backend="ort", batches=(1,), runs=5, min_seconds=0.3, threads=2)
+    m = load_manifest(folder)
+    stitches = []
+    for e in m["configs"]:
+        for b in (1, 16):
+            tp = 1e11 / e["flops"] * (1.5 if b > 1 else 1)
+            lat = 1e3 * b / tp
+            stitches.append({"id": e["id"], "batch": b, "throughput": tp, "runs": 1,
+                             "latency_ms": {"mean": lat, "p50": lat, "p90": lat, "p99": lat}})
+    prof = {"schema": PROFILE_SCHEMA, "version": 1, "device": device_name("ort"), "backend": "ort",
+            "precision": m["precision"], "environment": {"note": "FLOPs proxy for selector_bench.py, not measured"},
+            "batches": [1, 16], "stitches": stitches}
+    path = folder.parent / f"{folder.name}.flops-proxy-profile.json"
+    path.write_text(json.dumps(prof))
+    return path
+
+
+def child(code: str, *args: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", code, *args], check=False, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode:
+        raise SystemExit(f"benchmark child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def breakdown(r: dict, weight_bytes: int) -> dict:
+    """RSS after the batch-16 pass split into weights, libraries, baseline, sessions, runs."""
+    a16 = r["after"]["16"]
+    sessions = r["anon_after_load"] - r["anon_after_imports"]
+    return {"rss": a16["rss"], "weights_mapped": a16["weights_mapped"],
+            "other_files": a16["rss"] - a16["anon"] - a16["weights_mapped"],
+            "anon_interpreter_and_imports": r["anon_after_imports"], "anon_sessions": sessions,
+            "anon_sessions_per_stitch": sessions / r["stitches"], "anon_left_by_runs": a16["anon"] - r["anon_after_load"],
+            "ratio": a16["rss"] / weight_bytes,
+            "ratio_selector_own": (a16["weights_mapped"] + a16["anon"] - r["anon_after_imports"]) / weight_bytes, "ratio_growth": (a16["rss"] - r["rss_baseline"]) / weight_bytes,
+            "ratio_after_batch1": r["after"]["1"]["rss"] / weight_bytes,
+            "ratio_growth_after_batch1": (r["after"]["1"]["rss"] - r["rss_baseline"]) / weight_bytes}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--folder", default="/tmp/snnet-bench/deit-fp32")
-    ap.add_argument("--naive-ids", default="0,1,2,20,40,60")
+    ap.add_argument("--folder", type=Path, default=ROOT / "engines/deit71")
+    ap.add_argument("--budget-sessions", type=int, default=20)
+    ap.add_argument("--settings", default="before,shared,fused")
+    ap.add_argument("--budgeted-only", action="store_true", help="re-measure the budgeted part into the existing results")
     args = ap.parse_args()
-    folder = Path(args.folder)
-    ensure_inputs(folder)
+    from snnet_export.bench.peak import matmul_peak
+    from snnet_export.bench.stats import machine_state
     from snnet_export.engine_folder.manifest import load_manifest
 
-    m = load_manifest(folder)
+    m = load_manifest(args.folder)
     weight_bytes = m["weights"]["size"]
-    naive_all = sum(m["weights"]["tensors"][t]["length"] for e in m["configs"] for _, t in e["initializers"])
-    run = lambda code, *a: json.loads(subprocess.run([sys.executable, "-c", code, *a], check=True,
-                                                      capture_output=True, text=True).stdout.strip().splitlines()[-1])
-    res = run(RESIDENT, str(folder))
-    naive = run(NAIVE, str(folder), args.naive_ids)
-    factor = naive["rss_increase"] / naive["stitch_weight_bytes"]
-    out = {
-        "benchmark": "selector", "folder": str(folder), "family": "deit-tsb", "precision": m["precision"],
-        "weight_file_bytes": weight_bytes, "resident": res,
-        "rss_ratio": round(res["rss_after_one_run_each"] / weight_bytes, 3),
-        "rss_ratio_excluding_interpreter": round((res["rss_after_one_run_each"] - res["rss_before"]) / weight_bytes, 3),
-        "naive": {**naive, "rss_per_weight_byte": round(factor, 3),
-                  "extrapolated_rss_all_stitches": int(factor * naive_all),
-                  "extrapolated_ratio": round(factor * naive_all / weight_bytes, 1)},
-        "environment": {"cpu_count": os.cpu_count(), "load_avg": os.getloadavg()},
-    }
+    prof = str(flops_profile(args.folder))
+    if args.budgeted_only:
+        res = json.loads((RESULTS / "selector.json").read_text())
+        res["budgeted"] = child(BUDGETED, str(args.folder), str(args.budget_sessions), str(flops_profile(args.folder)))
+        res["budgeted"]["load_average"] = os.getloadavg()
+        (RESULTS / "selector.json").write_text(json.dumps(res, indent=1) + "\n")
+        (RESULTS / "selector.md").write_text(render(res))
+        return print(render(res))
+    res: dict = {"benchmark": "selector", "folder": str(args.folder), "family": "deit-tsb", "precision": m["precision"],
+                 "weight_file_bytes": weight_bytes, "machine_before": machine_state(), "peak_before": matmul_peak(2)}
+    res["resident"] = {s: child(RESIDENT, str(args.folder), s, prof) for s in args.settings.split(",")}
+    res["breakdown"] = {s: breakdown(r, weight_bytes) for s, r in res["resident"].items()}
+    res["budgeted"] = child(BUDGETED, str(args.folder), str(args.budget_sessions), prof)
+    res["release_cost"] = child(RELEASE_COST, str(args.folder), "2")
+    res["peak_after"], res["machine_after"] = matmul_peak(2), machine_state()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "selector.json").write_text(json.dumps(out, indent=2) + "\n")
-    sw = res["switch_ms"]
-    md = f"""# Selector benchmark: deit-tsb, random weights, FP32, ONNX Runtime on {os.cpu_count()} CPU cores
+    (RESULTS / "selector.json").write_text(json.dumps(res, indent=1) + "\n")
+    (RESULTS / "selector.md").write_text(render(res))
+    print(render(res))
 
-| measure | result | goal |
-|---|---|---|
-| RSS with all {res['stitches']} stitches resident (after one run each) | {res['rss_after_one_run_each'] / 2**20:.0f} MiB | |
-| weight file | {weight_bytes / 2**20:.0f} MiB | |
-| RSS / weight-file bytes | **{out['rss_ratio']:.3f}** ({out['rss_ratio_excluding_interpreter']:.3f} without the {res['rss_before'] / 2**20:.0f} MiB interpreter baseline) | <= 1.3 |
-| naive: every session its own weights (measured on stitches {args.naive_ids}, extrapolated to 71) | {out['naive']['extrapolated_rss_all_stitches'] / 2**30:.1f} GiB = {out['naive']['extrapolated_ratio']}x the weight file | |
-| stitch switch (`set_budget` that changes stitch), {res['switches']} switches | p50 {sw['p50'] * 1e3:.1f} us, p99 {sw['p99'] * 1e3:.1f} us, max {sw['max'] * 1e3:.0f} us | p99 <= 1 ms |
-| first call after a switch vs steady state (stitch {res['fastest_stitch']}, batch 1) | {res['first_call_after_switch_ms_p50']:.1f} ms vs {res['steady_call_ms_p50']:.1f} ms | |
-| loading all {res['stitches']} sessions | {res['load_seconds']:.0f} s | |
-"""
-    (RESULTS / "selector.md").write_text(md)
-    print(md)
+
+def render(res: dict) -> str:
+    mib = lambda b: f"{b / 2**20:.0f}"  # noqa: E731
+    w = res["weight_file_bytes"]
+    lines = [f"# Selector memory: 71 DeiT-Ti/S/B stitches, FP32, ONNX Runtime, {os.cpu_count()} cores", "",
+             f"Weight file {mib(w)} MiB. Load average before {res['machine_before']['load_average']}, after "
+             f"{res['machine_after']['load_average']}; matmul peak before {res['peak_before']['gflops']} GFLOP/s, after "
+             f"{res['peak_after']['gflops']} (RSS figures do not depend on load; timings do).", "",
+             "## All 71 stitches resident, after each ran once at batch 1 and once at batch 16", "",
+             "| setting | RSS MiB | / weight file | growth / weight file (b16; b1) | Selector's own / weight file | "
+             "weight map | libraries | interpreter anon | sessions anon (per stitch) | left by runs | threads | "
+             "peak RSS (VmHWM) |", "|" + "---|" * 12]
+    for s, b in res["breakdown"].items():
+        r = res["resident"][s]
+        lines.append(f"| `{s}` | {mib(b['rss'])} | **{b['ratio']:.3f}** | **{b['ratio_growth']:.3f}**; "
+                     f"{b['ratio_growth_after_batch1']:.3f} | **{b.get('ratio_selector_own', 0):.3f}** | "
+                     f"{mib(b['weights_mapped'])} | {mib(b['other_files'])} | "
+                     f"{mib(b['anon_interpreter_and_imports'])} | {mib(b['anon_sessions'])} "
+                     f"({b['anon_sessions_per_stitch'] / 2**20:.2f}) | {mib(b['anon_left_by_runs'])} | {r['threads']} | "
+                     f"{mib(r['vm_hwm'])} |")
+    g = res["budgeted"]
+    cold = g["cold_switch_ms"]
+    rc = res["release_cost"]
+    sw = res["resident"].get("shared", {}).get("switch_ms")
+    lines += ["", "Goal: <= 1.3x. 'growth' excludes the RSS of the interpreter before `import snnet_export.runtime`; "
+              "'libraries' is other file-backed memory (onnxruntime, NumPy, Python); \"Selector's own\" is what opening the "
+              "Selector and running the stitches added: the weight file's mapped pages plus the growth of anonymous memory "
+              "after onnxruntime was imported and set up (sessions + what the runs left). Peak RSS includes the activations "
+              "of the batch-16 call in flight.", "",
+              f"## Budgeted: `max_resident_mb={g['budget_mb']:.0f}` (weights + {res.get('budget_sessions', 20)} x the "
+              "largest session estimate)", "",
+              f"- {g['calls']} calls over all 71 stitches (two orders, batch 1) in {g['seconds']} s: {g['loads']} loads, "
+              f"{g['evictions']} evictions; {g['resident_at_start']} resident at start, {g['resident_at_end']} at the end.",
+              f"- Accounted (weights + measured sessions) at most {g['accounted_max_mb']:.1f} MiB; calls over budget: "
+              f"**{g['accounted_over_budget_calls']}**. Process RSS growth at most {mib(g['rss_growth_max'])} MiB over "
+              f"its {mib(g['rss_baseline'])} MiB baseline (onnxruntime imported and set up; sampled after each call).",
+              f"- Cold switch (load on a miss, incl. eviction): p50 **{cold['p50']} ms**, p99 **{cold['p99']} ms** "
+              f"({cold['n']} loads).",
+              f"- Session sizes measured at load (RssAnon growth, quiet loads): {min(g['measured_session_mb'])}-"
+              f"{max(g['measured_session_mb'])} MiB; counted (the larger of that and the graph estimate): "
+              f"{min(g['counted_session_mb'])}-{max(g['counted_session_mb'])} MiB.",
+              f"- Impossible budget: `{g['refusal']}`", "",
+              "## Costs", ""]
+    if sw:
+        lines.append(f"- Stitch switch (`set_budget` that changes stitch, {sw['n']} switches): p50 {sw['p50'] * 1e3:.1f} us, "
+                     f"p99 {sw['p99'] * 1e3:.1f} us.")
+    lines.append(f"- Handing activations back after each call (DeiT-B, blocks interleaved): batch 1 "
+                 f"{rc['1']['release']:.1f} vs {rc['1']['keep']:.1f} ms ({rc['1']['ratio']:.3f}x), batch 16 "
+                 f"{rc['16']['release']:.0f} vs {rc['16']['keep']:.0f} ms ({rc['16']['ratio']:.3f}x).")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ class SelectorError(SNNetExportError, ValueError):
     """The runtime selector cannot be built or cannot meet a request."""
 
 
+class MemoryBudgetError(SelectorError):
+    """A ``max_resident_mb`` budget too small to hold the weights and one session (says the minimum)."""
+
+
 class TargetError(SNNetExportError, ValueError):
     """A target profile is unknown or malformed."""
 

@@ -224,9 +224,11 @@ def verify(folder: str, as_json: bool) -> None:
 @click.option("--max-latency-ms", type=FiniteFloat(0, min_open=True), default=None, help="Latency limit per call (p90).")
 @click.option("--batch", type=click.IntRange(1), default=None, help="Batch size the app runs.")
 @click.option("--backend", type=click.Choice(["auto", "ort", "trt"]), default="auto", show_default=True)
+@click.option("--max-resident-mb", type=FiniteFloat(0, min_open=True), default=None,
+              help="Memory budget (MiB) for the weights plus resident sessions; refused below the minimum.")
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
 def select(folder: str, min_throughput: float | None, max_latency_ms: float | None, batch: int | None,
-           backend: str, as_json: bool) -> None:
+           backend: str, max_resident_mb: float | None, as_json: bool) -> None:
     """Print the stitch the runtime selector would run for a budget."""
     import warnings
 
@@ -236,7 +238,7 @@ def select(folder: str, min_throughput: float | None, max_latency_ms: float | No
         raise click.UsageError("give --min-throughput and/or --max-latency-ms")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sel = Selector(folder, backend=backend, resident="none")
+        sel = Selector(folder, backend=backend, resident="none", max_resident_mb=max_resident_mb)
         sel.set_budget(min_throughput=min_throughput, max_latency_ms=max_latency_ms, batch=batch)
         if batch is not None:
             _warn_batch(batch, sel.manifest.get("batch_max"), sel.profile["batches"])

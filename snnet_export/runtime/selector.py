@@ -9,15 +9,18 @@
     sel.close()                                     # or: with Selector(...) as sel: ...
 
 Candidates are the stitches on the Pareto frontier of (measured throughput, Top-1), tie groups as in
-:func:`~..engine_folder.profile.pareto_front`; unknown accuracy falls back to FLOPs (with a warning).
-Frontier stitches stay resident, so a switch is a reference swap; ONNX Runtime sessions read their
-weights from one memory map of the shared weight file. Imports NumPy and the runtime only (no torch).
+:func:`~..engine_folder.profile.pareto_front`; a stitch off the
+frontier is never the best choice for any budget. Unknown accuracy falls back to FLOPs as the
+proxy (with a warning). All frontier stitches stay resident, so a switch is a reference swap
+(microseconds); with ONNX Runtime every session reads its weights from one memory map of the
+shared weight file. With ``max_resident_mb`` the weights plus the resident sessions stay within a
+budget: stitches load on first use and the least recently used are evicted (:mod:`.residency`).
+Imports NumPy and the chosen runtime only: no torch, timm or click.
 """
 from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 import warnings
@@ -27,10 +30,11 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from ..errors import SelectorError, VerifyError
+from ..errors import SelectorError
 from ..engine_folder.manifest import load_manifest
 from ..engine_folder.profile import accuracy_of, find_profile, load_profiles, pareto_front, read_profile, tie_groups
 from .adaptive import RETURN, LatencyTracker
+from .residency import Residency
 
 log = logging.getLogger(__name__)
 
@@ -51,45 +55,6 @@ class Output(NamedTuple):
 
     stitch: int
     logits: np.ndarray
-
-
-class _Guarded:
-    """A runner that first checks the weight file is still the one the sessions mapped.
-
-    One ``os.stat`` per call (a system call, small next to any inference): a file replaced, truncated or rewritten under
-    a live Selector is refused with a :class:`VerifyError` instead of serving wrong weights or
-    dying of SIGBUS on a truncated memory map. (A change between this check and the run itself
-    is not caught: see docs/reliability.md.)
-    """
-
-    def __init__(self, runner: Callable[[np.ndarray], np.ndarray], path: Path, stamp: tuple[int, int, int]) -> None:
-        self.runner, self.path, self.stamp = runner, path, stamp
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        check_unchanged(self.path, self.stamp)
-        return self.runner(x)
-
-    def __getattr__(self, name: str) -> Any:  # session, cfg_id, ... of the wrapped runner
-        return getattr(self.runner, name)
-
-
-def file_stamp(path: Path) -> tuple[int, int, int]:
-    """``(inode, size, mtime_ns)`` of ``path``: what :class:`_Guarded` compares per call."""
-    st = os.stat(path)
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def check_unchanged(path: Path, stamp: tuple[int, int, int]) -> None:
-    """Raise :class:`VerifyError` when ``path`` is gone or differs from ``stamp``."""
-    try:
-        now = file_stamp(path)
-    except OSError:
-        raise VerifyError(f"weight file {path} disappeared under a running Selector: restore it and "
-                          "reopen the Selector") from None
-    if now != stamp:
-        what = "truncated" if now[1] < stamp[1] else "replaced or modified"
-        raise VerifyError(f"weight file {path} was {what} under a running Selector ({stamp[1]} -> {now[1]} "
-                          "bytes): refusing to run on it; reopen the Selector once the folder is complete")
 
 
 def _check_budget(min_throughput: float | None, max_latency_ms: float | None, batch: int | None) -> None:
@@ -130,13 +95,19 @@ class Selector:
         adaptive: time every call; when the device is off its profile, correct the profile by its current
             speed, and return to the profile's choice once it recovers (:mod:`.adaptive`); off: a fixed choice.
         clock: time source of the per-call timing (default ``time.perf_counter``; tests inject one).
+        max_resident_mb: keep the weight file plus the resident sessions within this many MiB
+            (ONNX Runtime): ``resident`` stitches are loaded at start as far as they fit (most
+            accurate first), any other candidate on its first call, evicting the least recently
+            used; ``describe()['residency']`` reports the cold-switch cost. A budget below the
+            weights plus the largest session raises :class:`MemoryBudgetError` (it says the minimum).
     """
 
     def __init__(self, folder: str | Path, backend: str = "auto", resident: str = "frontier",
                  profile: str | Path | None = None, hysteresis: float = 0.05, threads: int | None = None,
                  target: str | None = None, latency_stat: str = "p90", ort_mode: str | None = None,
                  shared_threads: int | None = None, check_weights: bool = True,
-                 adaptive: bool = True, clock: Callable[[], float] = time.perf_counter) -> None:
+                 adaptive: bool = True, clock: Callable[[], float] = time.perf_counter,
+                 max_resident_mb: float | None = None) -> None:
         self.folder = Path(folder)
         self.manifest = load_manifest(self.folder)
         self._entries = {e["id"]: e for e in self.manifest["configs"]}
@@ -157,7 +128,9 @@ class Selector:
         self.shared_threads = shared_threads
         self.check_weights = check_weights
         self._closers: list[Callable[[], None]] = []
-        self._runners = self._load_runners(ids, threads) if ids else {}
+        self.residency: Residency | None = None
+        self.max_resident_mb = max_resident_mb
+        self._runners = self._load_runners(ids, threads) if ids or max_resident_mb else {}
         self._lock = threading.Lock()
         best = max(self.frontier, key=lambda i: self.candidates[i].accuracy)
         self._active: tuple[int, Callable[[np.ndarray], np.ndarray] | None] = (best, self._runners.get(best))
@@ -230,27 +203,24 @@ class Selector:
         return pareto_front(pts, tie_groups(self.profile, batch))
 
     def _load_runners(self, ids: list[int], threads: int | None) -> dict[int, Callable[[np.ndarray], np.ndarray]]:
+        if self.backend == "trt" and self.max_resident_mb is not None:
+            raise SelectorError("max_resident_mb is implemented for ONNX Runtime sessions: use backend='ort'")
         if self.backend == "trt":
             from .trt.runner import load_engines
 
             engines = load_engines(self.folder, self.target or self.profile.get("target", "dgpu"), ids)
             self._closers = [e.close for e in engines.values()]
             return {i: e.run for i, e in engines.items()}
-        from .ort.runner import OrtRunner, ort_session, use_global_threads
-        from ..engine_folder.weight_file import WeightFile
+        from .loading import budgeted_runners, ort_runners
 
-        weights = WeightFile(self.folder, self.manifest["weights"])
-        stamp = file_stamp(weights.path)
-        entries = self._entries
-        fused = self.ort_mode == "fused"
-        if self.shared_threads:
-            use_global_threads(self.shared_threads)
-        # one activation arena for all resident sessions: only one stitch runs at a time
-        runners: dict[int, Callable[[np.ndarray], np.ndarray]] = {
-            i: OrtRunner(ort_session(self.folder, entries[i], weights, threads=threads, fast=fused, shared_arena=True,
-                                     global_threads=bool(self.shared_threads)), i) for i in ids}
-        if self.check_weights:
-            runners = {i: _Guarded(r, weights.path, stamp) for i, r in runners.items()}
+        opts = {"threads": threads, "fused": self.ort_mode == "fused", "shared_threads": self.shared_threads,
+                "check_weights": self.check_weights}
+        if self.max_resident_mb is None:
+            return ort_runners(self.folder, self.manifest, ids, **opts)
+        order = sorted(ids, key=lambda i: -self.candidates[i].accuracy)  # most accurate first
+        runners, self.residency = budgeted_runners(self.folder, self.manifest, list(self.candidates), order,
+                                                   self.max_resident_mb, **opts)
+        self._closers = [self.residency.close]
         return runners
 
     # ---- selection ----
@@ -392,7 +362,8 @@ class Selector:
 
     @property
     def resident(self) -> list[int]:
-        return sorted(self._runners)
+        """Ids of the loaded stitches (with a budget: those resident now)."""
+        return sorted(self.residency.resident() if self.residency is not None else self._runners)
 
     def describe(self, stitch: int | None = None) -> dict[str, Any]:
         """Id, path, accuracy, measured speed of ``stitch`` (default: active); adaptive: predicted vs observed."""
@@ -401,4 +372,6 @@ class Selector:
                "latency_ms": c.latency_ms, "on_frontier": c.id in self.frontier}
         if self.tracker is not None:
             out["adaptive"] = self.tracker.describe(c.id, self.budget.get("batch", self.batch))
+        if self.residency is not None:
+            out["residency"] = self.residency.describe()
         return out

@@ -227,7 +227,7 @@ def fast_graph(path: str | Path) -> tuple[bytes, int]:
 
 
 def fast_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFile, so: Any,
-                 providers: list[str]) -> Any:
+                 providers: list[str], disabled_optimizers: list[str] | None = None) -> Any:
     """An ORT session over the fused graph of one stitch, weights from the shared file.
 
     The fused graph is handed to ORT as bytes; its initializers still name the folder's weight
@@ -235,6 +235,8 @@ def fast_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFi
     as :func:`~.ort_backend.ort_session` does. ``model_external_initializers_file_folder_path``
     tells ORT which folder those names are relative to. (``add_external_initializers`` would
     also work from bytes, but ORT copies every tensor it is given that way.)
+    ``disabled_optimizers``: ORT graph transformers to skip (``ort_session`` names those that would
+    copy shared weights).
     """
     ort = require("onnxruntime", "running stitches with ONNX Runtime")
     path = Path(folder) / entry["onnx"]
@@ -246,7 +248,7 @@ def fast_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFi
     for (name, _), value in zip(entry["initializers"], keep):
         so.add_initializer(name, value)
     try:
-        sess = ort.InferenceSession(data, so, providers=providers)
+        sess = ort.InferenceSession(data, so, providers=providers, disabled_optimizers=disabled_optimizers or [])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
         raise VerifyError(f"stitch {entry['id']}: ONNX Runtime refused the fused graph of {path.name}: "
                           f"{first_line(exc)} (the fused path needs an ONNX Runtime that reads "

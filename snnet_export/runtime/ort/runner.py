@@ -1,13 +1,19 @@
 """ONNX Runtime sessions over the shared weight file, with one in-memory copy of the weights.
 
 Every session gets its initializers as zero-copy views of the one memory-mapped weight file
-(``SessionOptions.add_initializer``), and weight prepacking is disabled so MLAS does not make a
-private packed copy per session: all resident stitches together cost about the weights once.
+(``SessionOptions.add_initializer``), weight prepacking is disabled so MLAS does not make a
+private packed copy per session, and so is ORT's NCHWc layout transformer, which would otherwise
+copy every Conv weight into a blocked layout per session: all resident stitches together cost
+about the weights once. Where the rest goes (per-session graph state, the activation arena, the
+C heap) is measured in ``benchmarks/results/selector.md`` and explained in ``docs/memory.md``.
 Imports no torch, timm or click.
 """
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,8 +26,41 @@ from ...fileio import sha256_file
 from ...engine_folder.weight_file import WeightFile, check_location
 
 
+log = logging.getLogger(__name__)
+
 _ARENA_LOCK = threading.Lock()
 _ARENA_REGISTERED = False
+
+#: graph transformers that give a session a private copy of shared weights (NCHWc reorders every
+#: Conv weight into a blocked layout); disabled whenever the weights come from the shared file
+PRIVATE_COPY_OPTIMIZERS = ("NchwcTransformer",)
+#: run option that hands the shared arena's free regions back after each call
+SHRINK_ARENA = ("memory.enable_memory_arena_shrinkage", "cpu:0")
+#: glibc's M_MMAP_THRESHOLD and the fixed value :func:`lean_heap` sets (1 MiB)
+_M_MMAP_THRESHOLD, _MMAP_THRESHOLD = -3, 1 << 20
+_LEAN_HEAP: bool | None = None
+
+
+def lean_heap() -> bool:
+    """Fix glibc's mmap threshold at 1 MiB, once per process, so freed activation buffers go back.
+
+    glibc raises its mmap threshold each time a large block is freed (up to 32 MiB); after that,
+    buffers the activation arena hands back after a call land in the heap's free lists and stay
+    resident (measured: ~90 MiB after DeiT-B at batch 16). A fixed threshold keeps every block of
+    1 MiB or more in its own mapping, returned to the system on free. Returns whether it was set
+    (``False`` off Linux/glibc: nothing happens there).
+    """
+    global _LEAN_HEAP
+    with _ARENA_LOCK:
+        if _LEAN_HEAP is None:
+            _LEAN_HEAP = False
+            if sys.platform.startswith("linux"):
+                try:
+                    _LEAN_HEAP = bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
+                except (OSError, AttributeError):  # musl or another libc: no mallopt
+                    _LEAN_HEAP = False
+            log.debug("fixed glibc mmap threshold: %s", _LEAN_HEAP)
+        return _LEAN_HEAP
 
 
 def _register_shared_arena(ort: Any) -> None:
@@ -123,13 +162,14 @@ def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFil
     so = session_options(threads, share_weights=weights is not None and not prepack, spinning=spinning,
                          stop_spinning=stop_spinning, shared_arena=shared_arena, global_threads=global_threads)
     providers = providers or ["CPUExecutionProvider"]
+    disabled = list(PRIVATE_COPY_OPTIMIZERS) if weights is not None and not prepack else []
     if fast:
         if weights is None:
             raise VerifyError(f"stitch {entry['id']}: the fused fast path takes its weights from the "
                               "folder's weight file; pass the folder's WeightFile")
         from .fused import fast_session
 
-        return fast_session(folder, entry, weights, so, providers)
+        return fast_session(folder, entry, weights, so, providers, disabled)
     keep = []
     if weights is not None:
         for name, index in entry["initializers"]:
@@ -137,7 +177,7 @@ def ort_session(folder: str | Path, entry: Mapping[str, Any], weights: WeightFil
             so.add_initializer(name, value)
             keep.append(value)
     try:
-        sess = ort.InferenceSession(os.fspath(path), so, providers=providers)
+        sess = ort.InferenceSession(os.fspath(path), so, providers=providers, disabled_optimizers=disabled)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
         raise VerifyError(f"stitch {entry['id']}: ONNX Runtime refused {path.name}: "
                           f"{first_line(exc)}") from None
@@ -162,16 +202,29 @@ class OrtRunner:
     The one way stitches are run with ONNX Runtime: the selector, ``bench`` and export-time
     verification all call this, so what is measured is what is served. The input name is looked
     up once, not on every call.
+
+    Args:
+        session: the ORT session (:func:`ort_session`).
+        cfg_id: the stitch id (for error messages).
+        release_activations: after each call, hand the shared arena's free regions back to the
+            system (ORT's arena shrinkage; with :func:`lean_heap` they leave the process), so an
+            idle stitch holds no activation memory; costs re-mapping them on the next call.
     """
 
-    def __init__(self, session: Any, cfg_id: int | None = None) -> None:
+    def __init__(self, session: Any, cfg_id: int | None = None, release_activations: bool = False) -> None:
         self.session = session
         self.cfg_id = cfg_id
         self.input_name = session.get_inputs()[0].name
+        self.run_options = None
+        if release_activations:
+            ort = require("onnxruntime", "running stitches with ONNX Runtime")
+            self.run_options = ort.RunOptions()
+            self.run_options.add_run_config_entry(*SHRINK_ARENA)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         try:
-            out: np.ndarray = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+            out: np.ndarray = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)},
+                                               self.run_options)[0]
             return out
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidArgument types
             shape = list(getattr(x, "shape", []))
