@@ -89,7 +89,7 @@ def test_tracker_tail_follows_slow_calls_and_skips_the_first_call_after_a_switch
         tr.record(0, 1, 0.010)
     assert tr.tails is None  # 8 samples (the first call is a warm-up): too few for a tail
     tr.record(1, 1, 1.0)  # first call of stitch 1 after a switch: 100x, not a sample
-    assert max(tr._ratios) == pytest.approx(1.0)
+    assert max(r for r, _ in tr._window) == pytest.approx(1.0)
     for k in range(40):  # every 10th call 4x slower: the median stays, the p99 tail says 4x
         tr.record(1, 1, 0.040 if k % 10 == 0 else 0.010)
     assert tr.correction == pytest.approx(1.0)
@@ -116,7 +116,7 @@ def test_tracker_memory_is_bounded():
     tr = LatencyTracker({(i, 1): 1.0 for i in range(3)}, window=15, history=64)
     for k in range(20_000):
         tr.record((k // 4) % 3, 1, 0.001)  # runs of 4 calls per stitch (a first call is a warm-up)
-    assert len(tr._ratios) == 15 and all(len(d) == 64 for d in tr._seen.values())
+    assert len(tr._window) == 15 and all(len(d) == 64 for d in tr._seen.values())
     assert tr.calls == 20_000
 
 
@@ -223,3 +223,114 @@ def test_calls_from_threads_while_the_device_slows(folder):
     assert not errors and min(counts) > 0
     assert sel.tracker.calls == sum(counts)
     assert active == [_best_within(sel, budget, 1.0), _best_within(sel, budget, 3.0), _best_within(sel, budget, 1.0)]
+
+
+# ---- the NOMINAL / CORRECTED state machine: exact call indices, derived by hand from the algorithm ----
+
+def _trace(tr, ratios, start):
+    """Feed stitch 0 (profiled 10 ms) one call per ratio; ``{call index: answer}`` of non-NONE answers."""
+    from snnet_export.runtime.adaptive import NONE
+
+    out = {}
+    for k, r in enumerate(ratios, start=start):
+        ans = tr.record(0, 1, r * 0.010)
+        if ans != NONE:
+            out[k] = ans
+    return out
+
+
+@pytest.mark.parametrize("stat, enter_at, return_at", [("p50", 42, 48), ("p90", 33, 42)])
+def test_state_machine_enters_and_returns_at_the_derived_calls(stat, enter_at, return_at):
+    """W=20, check every 3, min_samples 10; 30 calls at 1x, then 2x until entered, then 1x.
+
+    Call 1 is a warm-up, so at call 30 the window holds 20 ones. p50: the upper median R[10] is 2
+    once 10 of 20 samples are 2 (call 40), first check at 42. p90 (profiled p90 = p50 here):
+    U[ceil(0.9 * 20) - 1] = U[17] is 2 > 1.30 once 3 samples are 2: call 33. Leave check on the 10
+    newest: median Rk[5] <= 1.05 needs 6 ones, the p90 rank Uk[8] <= 1.15 needs 9 ones.
+    """
+    from snnet_export.runtime.adaptive import CORRECTED, NOMINAL, RECHOOSE, RETURN
+
+    tr = LatencyTracker({(0, 1): 10.0}, stat=stat)
+    assert _trace(tr, [1.0] * 30, 1) == {} and tr.state == NOMINAL
+    got = _trace(tr, [2.0] * (enter_at - 30), 31)
+    assert got == {enter_at: RECHOOSE} and tr.state == CORRECTED and tr.speed_factor == pytest.approx(
+        2.0 if stat == "p50" else 1.0)
+    assert tr.latency_factor == pytest.approx(2.0)
+    got = _trace(tr, [1.0] * (return_at - enter_at), enter_at + 1)
+    assert list(got.values())[-1] == RETURN and max(got) == return_at
+    assert tr.state == NOMINAL and tr.speed_factor == 1.0 == tr.latency_factor and tr.take_request() == RETURN
+
+
+def test_a_return_that_does_not_hold_doubles_the_calm_period():
+    """p90: entered at 33 (as above), returned at 42 (the 10 newest, calls 33-42, hold 9 ones). The
+    load comes back at call 43: after the cleared window 10 samples are needed (call 52), so it is
+    re-entered at the check of call 54, within 2W calls of the return: calm = 2. Ones from call 55:
+    the leave check first passes at 63 (calls 55-63 are 9 of the 10 newest), so the return needs
+    the checks of 63 and 66 in a row and comes at 66, not 63."""
+    from snnet_export.runtime.adaptive import RECHOOSE, RETURN
+
+    tr = LatencyTracker({(0, 1): 10.0}, stat="p90")
+    assert _trace(tr, [1.0] * 30 + [2.0] * 3 + [1.0] * 9, 1) == {33: RECHOOSE, 42: RETURN}
+    assert _trace(tr, [2.0] * 12, 43) == {54: RECHOOSE}
+    assert _trace(tr, [1.0] * 12, 55) == {66: RETURN}
+
+
+def test_same_trace_same_decisions():
+    """The loop is a function of its inputs: replaying one latency trace gives the same answers."""
+    rng = np.random.default_rng(7)
+    ratios = np.concatenate([rng.lognormal(0, 0.05, 200), rng.lognormal(0.7, 0.3, 200), rng.lognormal(0, 0.05, 200)])
+    runs = []
+    for _ in range(2):
+        tr = LatencyTracker({(0, 1): 10.0, (1, 1): 20.0}, stat="p99", tail_ms={(0, 1): 12.0, (1, 1): 25.0})
+        runs.append([tr.record(k % 2 if k % 50 < 5 else 0, 1, float(r) * 0.010) for k, r in enumerate(ratios)])
+    assert runs[0] == runs[1] and 2 in runs[0] and 1 in runs[0]
+
+
+def test_returns_to_the_profiles_choice_when_its_margin_is_below_the_hysteresis(folder):
+    """The quiet choice meets the budget by 7 % only, less than the 10 % hysteresis an up-switch needs
+    under correction: the return to NOMINAL brings it back anyway, within 20 calls of the recovery."""
+    clock = SimClock()
+    sel = Selector(folder, clock=clock, hysteresis=0.10, latency_stat="p99")
+    clock.sel = sel
+    lat = {i: sel.candidates[i].latency_ms[1]["p99"] for i in sel.frontier}
+    quiet = sorted(lat, key=lat.get)[-2]
+    budget = lat[quiet] * 1.07
+    assert sel.set_budget(max_latency_ms=budget, batch=1) == quiet
+    for factor, best in ((1.0, quiet), (3.0, _best_within(sel, budget, 3.0)), (1.0, quiet)):
+        served = _phase(sel, clock, factor)
+        settled = next(k for k in range(len(served)) if all(c == best for c, _ in served[k:]))
+        assert settled <= 20, (factor, served)
+    assert sel.tracker.state == "nominal"
+
+
+class StitchSimClock(SimClock):
+    """Only stitches slower than ``cut`` ms (profiled) are slowed by ``factor``: the fast ones look nominal."""
+
+    cut = 0.0
+
+    def __call__(self) -> float:
+        if self._second:
+            p50 = self.sel.candidates[self.sel.current].latency_ms[1]["p50"]
+            self.t += (self.factor if p50 > self.cut else 1.0) * p50 / 1e3
+        self._second = not self._second
+        return self.t
+
+
+def test_back_off_bounds_switches_when_recovery_is_only_apparent(folder):
+    """Contention that slows only the big stitches: the small one looks as profiled, so the loop returns,
+    the big one is slow again, and so on. The doubling calm period bounds the retries."""
+    clock = StitchSimClock()
+    sel = Selector(folder, clock=clock, hysteresis=0.05)
+    clock.sel = sel
+    lat = {i: sel.candidates[i].latency_ms[1]["p90"] for i in sel.frontier}
+    order = sorted(lat, key=lat.get)
+    budget = lat[order[-2]] * 1.2
+    sel.set_budget(max_latency_ms=budget, batch=1)
+    clock.cut = lat[order[-3]] * 1.01  # stitches up to the third-slowest are not slowed
+    served = _phase(sel, clock, 3.0, calls=1000)
+    ids = [c for c, _ in served]
+    switches = sum(a != b for a, b in zip(ids, ids[1:]))
+    late = ids[500:]
+    # a return every ~25 calls without the back-off (3 switches each: ~120 per 1,000); measured 27 with it
+    assert switches <= 36, switches
+    assert sum(a != b for a, b in zip(late, late[1:])) <= 16  # calm at its cap: one retry per ~120 calls

@@ -1,23 +1,79 @@
-"""Closed loop for the selector: how much slower (or faster) the device runs now than its profile.
+"""Closed loop for the selector: is the device running as profiled, and if not, how much slower?
 
-The profile was measured once; thermal throttling, DVFS or other processes change the speed later.
-``LatencyTracker`` records the latency of every call the selector serves and keeps, for the last
-``window`` calls (any stitch), the ratio *observed latency / profiled median latency* of the stitch
-that ran (the first call after a switch is a warm-up and left out). Its median is the
-**correction**: 1.0 when the device runs as profiled, 2.0 when every stitch takes twice as long;
-its upper quantiles (``tail("p90")``, ``tail("p99")``, nearest rank) say how slow the slow calls
-are now, which under contention grows faster than the median (measured: median x2, p99 x4). The
-selector predicts a stitch's throughput as profiled / correction and its latency percentile as
-profiled median x that tail ratio (profiled percentile x correction until ``min_samples`` calls
-were seen), so a stitch that has never run yet is predicted from the profile and the current
-state of the device; it re-chooses whenever the median or a tail ratio moves by more than
-``min_change``. The median follows a step change after about ``window / 2`` calls; the tail rises
-after one or two slow calls and falls back once they leave the window.
+The profile was measured once; throttling, DVFS or other processes change the speed later.
+``LatencyTracker`` times every call the selector serves and runs a two-state machine:
 
-Memory is bounded: one ``window``-long deque plus one ``history``-long deque per stitch that ran.
-``record`` costs a lock, two deque appends and, every ``check_every`` calls, a median of
-``window`` floats (about 1-2 us in CPython; measured in ``benchmarks/load_shift.py``).
-Imports nothing beyond the standard library.
+* ``NOMINAL``: the device runs as profiled. Decisions use the profile as is (factors exactly 1.0),
+  so the selector serves what a fresh selector would choose for the budget.
+* ``CORRECTED``: the device is measurably off its profile. Decisions use the profile times the
+  observed factors (median slowdown for throughput; the observed inflation of the budgeted latency
+  percentile for latency), with the selector's hysteresis against flapping.
+
+Recovery is the point of the two states: once the device is back to its profile (proved by the
+recent calls of whatever stitch runs now), the loop *returns* to ``NOMINAL`` and the selector goes
+straight back to the profile's choice, without needing a margin it can never see on noise.
+
+Algorithm (deterministic given the sequence of ``record`` calls; no randomness, no clock of its own)
+----------------------------------------------------------------------------------------------------
+Profile inputs per ``(stitch s, batch b)``: ``m(s,b)`` the profiled median (ms) and ``q(s,b)`` the
+profiled percentile ``stat`` (ms; ``q = m`` for ``stat="p50"`` or when not given). A batch not
+profiled uses the nearest profiled batch ``nb`` of that stitch (the smaller one on a tie), scaled
+linearly: ``m(s,b) = (m(s,nb) * b) / nb`` (same for ``q``).
+
+State: ``window`` (the last ``window`` = W samples, FIFO), ``last`` (stitch of the previous call),
+``calls``, ``state`` (``NOMINAL`` at start), ``calm`` (leave-checks needed to return, starts 1),
+``streak`` (consecutive passing leave-checks), ``returned_at`` (``calls`` at the last return, -1
+before any), ``penalty`` (stitch -> factor pair, see below), ``chosen_with`` (the factor pair of the last re-choice, starts ``(1.0, 1.0)``), ``pending``.
+
+``record(s, b, seconds)``, in this order (doubles throughout):
+
+1. ``ms = seconds * 1000``; ``r = ms / m(s,b)``; ``u = ms / q(s,b)``. If ``s == last`` the pair
+   ``(r, u)`` is appended to ``window`` (the first call after a switch warms the stitch up and is
+   not a sample). ``last = s``; ``calls += 1``.
+2. Only when ``calls % check_every == 0`` and ``window`` is not empty, go on; else return ``NONE``.
+3. ``n = len(window)``; ``R``, ``U`` = the ``r`` and ``u`` values sorted ascending.
+   ``correction c = R[n // 2]`` (the upper median). ``P`` = 0.5 / 0.9 / 0.99 for ``stat``.
+   If ``n >= min_samples``: ``inflation g = U[ceil(P * n) - 1]`` (nearest rank; ``P * n`` in
+   double; for ``P = 0.5`` the upper median ``U[n // 2]``, as for ``c``) and the tail
+   ratios ``p90 = R[ceil(0.9 n) - 1]``, ``p99 = R[ceil(0.99 n) - 1]`` (diagnostics); else
+   ``g = None``.
+4. ``NOMINAL``: enter ``CORRECTED`` when ``n >= min_samples`` and (``c > enter`` or
+   ``c < 1 / enter`` or ``g > tail_enter``). On entering: if ``returned_at >= 0`` and
+   ``calls - returned_at <= 2 W`` (the last return did not hold), ``calm = min(2 calm, calm_max)``,
+   else ``calm = 1``; ``streak = 0``; ``chosen_with = (c, g or c)``; return ``RECHOOSE``.
+   Otherwise return ``NONE`` (factors stay 1.0: no re-choice in ``NOMINAL``).
+5. ``CORRECTED``: the leave check looks at the ``k = min_samples`` newest samples only (old ones
+   age out): with ``Rk``, ``Uk`` sorted, ``ck = Rk[k // 2]``, ``gk`` = ``Uk`` at rank ``P`` as in 3. It
+   passes when ``n >= k`` and ``1 / leave <= ck <= leave`` and ``gk <= tail_leave``; then
+   ``streak += 1``, else ``streak = 0``. When ``streak >= calm``: ``state = NOMINAL``,
+   ``window`` and ``penalty`` cleared, ``returned_at = calls``, ``correction = 1.0``, tails and
+   ``g`` none;
+   return ``RETURN``. Otherwise, with ``now = (c, g or c)``: when for some component
+   ``|ln(now / chosen_with)| >= ln(1 + min_change)``, set ``chosen_with = now`` and return
+   ``RECHOOSE``; else ``NONE``.
+
+A returned ``RECHOOSE`` or ``RETURN`` is also kept as ``pending`` (``RETURN`` wins) until the
+selector takes it (:meth:`LatencyTracker.take_request`), so a request is never lost when another
+thread is switching at that moment.
+
+Factors the selector uses: ``speed_factor`` = 1.0 in ``NOMINAL``, else ``c``;
+``latency_factor`` = 1.0 in ``NOMINAL``, else ``g`` (``c`` while ``g`` is none). Per stitch
+(``factors(s)``): in ``CORRECTED``, the componentwise ``max`` of those and the stitch's
+*penalty*, the pair ``(speed_factor, latency_factor)`` recorded by ``penalise(s)`` when the
+selector left ``s`` because it missed the budget (the window then holds mostly ``s``'s own
+samples). The loop only sees the device through the stitch that runs; without penalties a fast
+stitch that looks as profiled would invite a switch back up to a stitch that is still slow, over
+and over. Penalties are cleared by ``RETURN`` (and ``reset``): going back up to a penalised stitch
+happens only through a return to ``NOMINAL``, and a return that does not hold doubles ``calm``.
+Predicted throughput = profiled / speed factor; predicted latency percentile = profiled
+percentile x latency factor. Defaults: W = 20, ``check_every`` 3, ``min_samples`` 10, ``enter`` 1.10,
+``leave`` 1.05, ``tail_enter`` 1.30, ``tail_leave`` 1.15, ``min_change`` 0.03, ``calm_max`` 32.
+A load step is followed after about ``W / 2`` calls (one or two calls for a tail budget); the
+return after about ``min_samples + check_every`` calls of the recovered device.
+
+Memory is bounded: one W-long deque plus one ``history``-long deque per stitch that ran
+(``observed``). ``record`` costs a lock, a few appends and, every ``check_every`` calls, two sorts
+of W floats (a few us in CPython; measured in ``benchmarks/load_shift.py``). Standard library only.
 """
 from __future__ import annotations
 
@@ -28,99 +84,216 @@ from typing import Any, Mapping
 
 #: calls whose median ratio is the correction; a step change is followed after ~window/2 calls
 DEFAULT_WINDOW = 20
-#: calls seen before the tail quantiles replace the profile's own percentiles
+#: samples needed before a state change or a tail estimate; also the leave check's recent samples
 MIN_SAMPLES = 10
-#: re-estimate the correction every this many calls (the cost of a median, amortised)
+#: re-estimate every this many calls (the cost of the sorts, amortised)
 DEFAULT_CHECK_EVERY = 3
-#: re-choose the stitch when the correction moved by more than this (relative)
+#: in CORRECTED, re-choose the stitch when a factor moved by more than this (relative)
 DEFAULT_MIN_CHANGE = 0.03
+#: NOMINAL -> CORRECTED when the median ratio leaves [1/ENTER, ENTER] or the tail inflation > TAIL_ENTER
+ENTER, TAIL_ENTER = 1.10, 1.30
+#: CORRECTED -> NOMINAL when the recent median is within [1/LEAVE, LEAVE] and the recent tail <= TAIL_LEAVE
+LEAVE, TAIL_LEAVE = 1.05, 1.15
+#: the most consecutive passing leave checks a return can need after returns that did not hold
+CALM_MAX = 32
+
+NOMINAL, CORRECTED = "nominal", "corrected"
+#: ``record``'s answers: nothing to do, re-choose with the new factors, back to the profile's choice
+NONE, RECHOOSE, RETURN = 0, 1, 2
+_LEVEL = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+
+
+def _rank(ordered: list[float], level: float) -> float:
+    """Nearest-rank quantile of an ascending list (``level`` 0.5 gives the upper median)."""
+    n = len(ordered)
+    return ordered[n // 2] if level == 0.5 else ordered[math.ceil(level * n) - 1]
 
 
 class LatencyTracker:
-    """Per-stitch observed latencies and the current slowdown / speed-up correction.
+    """Observed latencies, the NOMINAL / CORRECTED state and the factors the selector predicts with.
 
     Args:
-        profile_ms: ``{(stitch id, batch): profiled median latency in ms}``; a batch not profiled
-            is scaled linearly from the nearest profiled batch of that stitch.
-        window: calls (over all stitches) whose median ratio is the correction.
-        check_every: recompute the correction every this many calls.
-        min_change: relative change of the correction that asks the selector to re-choose.
+        profile_ms: ``{(stitch id, batch): profiled median latency in ms}``.
+        window: samples (over all stitches) the correction and inflation are taken from.
+        check_every: re-estimate every this many calls.
+        min_change: relative change of a factor that asks for a re-choice in ``CORRECTED``.
         history: latencies kept per stitch for ``observed`` (bounded memory).
+        min_samples: samples before a state change or a tail estimate; the leave check's recent samples.
+        tail_ms: ``{(stitch id, batch): profiled latency at percentile stat}`` (default: ``profile_ms``).
+        stat: the latency percentile the selector budgets (``p50``/``p90``/``p99``).
+        bands: ``(enter, leave, tail_enter, tail_leave)`` thresholds of the state machine.
     """
 
     def __init__(self, profile_ms: Mapping[tuple[int, int], float], window: int = DEFAULT_WINDOW,
                  check_every: int = DEFAULT_CHECK_EVERY, min_change: float = DEFAULT_MIN_CHANGE,
-                 history: int = 64, min_samples: int = MIN_SAMPLES) -> None:
-        if window < 1 or check_every < 1 or history < 1:
-            raise ValueError("window, check_every and history must be >= 1")
-        self._profile = dict(profile_ms)
-        self._expected: dict[tuple[int, int], float] = {}
-        self._ratios: deque[float] = deque(maxlen=window)
+                 history: int = 64, min_samples: int = MIN_SAMPLES,
+                 tail_ms: Mapping[tuple[int, int], float] | None = None, stat: str = "p50",
+                 bands: tuple[float, float, float, float] = (ENTER, LEAVE, TAIL_ENTER, TAIL_LEAVE)) -> None:
+        if window < 1 or check_every < 1 or history < 1 or min_samples < 1:
+            raise ValueError("window, check_every, history and min_samples must be >= 1")
+        if stat not in _LEVEL:
+            raise ValueError(f"stat must be one of {sorted(_LEVEL)}, got {stat!r}")
+        self._profile = {"m": dict(profile_ms), "q": dict(tail_ms if tail_ms is not None else profile_ms)}
+        self._expected: dict[tuple[str, int, int], float] = {}
+        self._window: deque[tuple[float, float]] = deque(maxlen=window)
+        self._size = window
         self._seen: dict[int, deque[float]] = {}
-        self._history = history
-        self._check_every = check_every
+        self._history, self._check_every, self._level = history, check_every, _LEVEL[stat]
         self._threshold = math.log1p(min_change)
+        self._min_samples = min(min_samples, window)
+        self._enter, self._leave, self._tail_enter, self._tail_leave = bands
         self._lock = threading.Lock()
         self._calls = 0
-        self.correction = 1.0  # read without the lock: a float assignment is atomic
+        self.state = NOMINAL  # plain attribute assignments: safe to read without the lock
+        self.correction = 1.0
+        self.inflation: float | None = None
         self._tails: dict[str, float] | None = None  # replaced whole, never mutated: safe to read
-        self._min_samples = min(min_samples, window)
-        self._chosen_with = (1.0, 1.0, 1.0)
+        self._chosen_with = (1.0, 1.0)
         self._last: int | None = None
+        self._calm, self._streak, self._returned_at = 1, 0, -1
+        self._penalty: dict[int, tuple[float, float]] = {}
+        self.pending = NONE
+
+    # ---- profile look-ups ----
+    def _lookup(self, kind: str, stitch: int, batch: int) -> float:
+        key = (kind, stitch, batch)
+        ms = self._expected.get(key)
+        if ms is None:
+            prof = self._profile[kind]
+            near = sorted(b for s, b in prof if s == stitch)
+            if not near:
+                raise KeyError(f"stitch {stitch} is not in the profile")
+            nb = min(near, key=lambda b: abs(b - batch))  # first of the sorted batches on a tie
+            ms = self._expected[key] = prof[stitch, nb] * batch / nb
+        return ms
 
     def expected_ms(self, stitch: int, batch: int) -> float:
         """Profiled median latency of ``stitch`` at ``batch`` (ms), before correction."""
-        key = (stitch, batch)
-        ms = self._expected.get(key)
-        if ms is None:
-            near = [b for s, b in self._profile if s == stitch]
-            if not near:
-                raise KeyError(f"stitch {stitch} is not in the profile")
-            nb = min(near, key=lambda b: abs(b - batch))
-            ms = self._expected[key] = self._profile[stitch, nb] * batch / nb
-        return ms
+        return self._lookup("m", stitch, batch)
 
     def predicted_ms(self, stitch: int, batch: int) -> float:
-        """Profiled median latency times the current correction (ms): the predicted median."""
-        return self.expected_ms(stitch, batch) * self.correction
+        """Profiled median latency times the speed factor (ms): the predicted median."""
+        return self.expected_ms(stitch, batch) * self.speed_factor
+
+    # ---- what the selector predicts with ----
+    @property
+    def corrected(self) -> bool:
+        """Whether the device is off its profile (decisions use the observed factors)."""
+        return self.state == CORRECTED
+
+    @property
+    def speed_factor(self) -> float:
+        """Predicted latency / profiled median latency: 1.0 in ``NOMINAL``, the correction otherwise."""
+        return self.correction if self.state == CORRECTED else 1.0
+
+    @property
+    def latency_factor(self) -> float:
+        """Predicted / profiled latency at ``stat``: 1.0 in ``NOMINAL``, the observed inflation otherwise."""
+        if self.state != CORRECTED:
+            return 1.0
+        g = self.inflation
+        return self.correction if g is None else g
+
+    def factors(self, stitch: int) -> tuple[float, float]:
+        """``(speed, latency)`` factors for predicting ``stitch``: the global ones, or the stitch's
+        penalty where it is larger (:meth:`penalise`; only in ``CORRECTED``)."""
+        speed, latency = self.speed_factor, self.latency_factor
+        pen = self._penalty.get(stitch)
+        if pen is None or self.state != CORRECTED:
+            return speed, latency
+        return max(speed, pen[0]), max(latency, pen[1])
+
+    def penalise(self, stitch: int) -> None:
+        """``stitch`` is left because it missed the budget: remember the factors it was left at."""
+        with self._lock:
+            if self.state == CORRECTED:
+                self._penalty[stitch] = (self.speed_factor, self.latency_factor)
 
     @property
     def tails(self) -> dict[str, float] | None:
-        """``{"p50", "p90", "p99"}`` ratios of the window, ``None`` until ``min_samples`` calls."""
+        """``{"p50", "p90", "p99"}`` ratios to the profiled median, ``None`` until ``min_samples``."""
         return self._tails
 
     def tail(self, stat: str) -> float | None:
-        """Current ratio at latency percentile ``stat`` (``p50``/``p90``/``p99``), ``None`` until enough calls."""
+        """Current ratio to the profiled median at percentile ``stat``, ``None`` until enough samples."""
         tails = self._tails
         return None if tails is None else tails.get(stat)
 
-    def record(self, stitch: int, batch: int, seconds: float) -> bool:
-        """Add one served call; ``True`` when the correction or a tail moved enough to re-choose."""
+    # ---- the loop ----
+    def record(self, stitch: int, batch: int, seconds: float) -> int:
+        """Add one served call; ``NONE``, ``RECHOOSE`` or ``RETURN`` (see the module docstring)."""
         ms = seconds * 1e3
-        ratio = ms / self.expected_ms(stitch, batch)
+        r, u = ms / self._lookup("m", stitch, batch), ms / self._lookup("q", stitch, batch)
         with self._lock:
             if stitch == self._last:  # the first call after a switch warms the stitch up: not a sample
-                self._ratios.append(ratio)
+                self._window.append((r, u))
             self._last = stitch
             seen = self._seen.get(stitch)
             if seen is None:
                 seen = self._seen[stitch] = deque(maxlen=self._history)
             seen.append(ms / batch)
             self._calls += 1
-            if self._calls % self._check_every or not self._ratios:
-                return False
-            ordered = sorted(self._ratios)
-            n = len(ordered)
-            self.correction = ordered[n // 2]
-            if n >= self._min_samples:
-                self._tails = {"p50": self.correction, "p90": ordered[math.ceil(0.9 * n) - 1],
-                               "p99": ordered[math.ceil(0.99 * n) - 1]}
-            now = (self.correction, self.tail("p90") or 1.0, self.tail("p99") or 1.0)
-            if all(abs(math.log(a / b)) < self._threshold for a, b in zip(now, self._chosen_with)):
-                return False
-            self._chosen_with = now
-            return True
+            if self._calls % self._check_every or not self._window:
+                return NONE
+            answer = self._check()
+            if answer > self.pending:
+                self.pending = answer
+            return answer
 
+    def _check(self) -> int:
+        """Steps 3-5 of the algorithm (the caller holds the lock)."""
+        n = len(self._window)
+        ratios = sorted(p[0] for p in self._window)
+        c = self.correction = _rank(ratios, 0.5)
+        g = None
+        if n >= self._min_samples:
+            g = _rank(sorted(p[1] for p in self._window), self._level)
+            self._tails = {"p50": c, "p90": _rank(ratios, 0.9), "p99": _rank(ratios, 0.99)}
+        self.inflation = g
+        if self.state == NOMINAL:
+            if g is None or (1 / self._enter <= c <= self._enter and g <= self._tail_enter):
+                return NONE  # too few samples (g is None until min_samples), or within the band
+            relapse = self._returned_at >= 0 and self._calls - self._returned_at <= 2 * self._size
+            self._calm = min(2 * self._calm, CALM_MAX) if relapse else 1
+            self.state, self._streak = CORRECTED, 0
+            self._chosen_with = (c, g)
+            return RECHOOSE
+        if self._recent_ok():
+            self._streak += 1
+            if self._streak >= self._calm:
+                return self._return()
+        else:
+            self._streak = 0
+        now = (c, c if g is None else g)
+        if all(abs(math.log(a / b)) < self._threshold for a, b in zip(now, self._chosen_with)):
+            return NONE
+        self._chosen_with = now
+        return RECHOOSE
+
+    def _recent_ok(self) -> bool:
+        """The leave check on the ``min_samples`` newest samples."""
+        k = self._min_samples
+        if len(self._window) < k:
+            return False
+        recent = list(self._window)[-k:]
+        ck = _rank(sorted(p[0] for p in recent), 0.5)
+        gk = _rank(sorted(p[1] for p in recent), self._level)
+        return 1 / self._leave <= ck <= self._leave and gk <= self._tail_leave
+
+    def _return(self) -> int:
+        self.state, self._streak, self._returned_at = NOMINAL, 0, self._calls
+        self._window.clear()
+        self._penalty.clear()
+        self.correction, self.inflation, self._tails, self._chosen_with = 1.0, None, None, (1.0, 1.0)
+        return RETURN
+
+    def take_request(self) -> int:
+        """The pending ``RECHOOSE``/``RETURN`` (``NONE`` if none), cleared: the selector acts on it."""
+        with self._lock:
+            req, self.pending = self.pending, NONE
+        return req
+
+    # ---- diagnostics ----
     def observed(self, stitch: int) -> dict[str, Any] | None:
         """``{"calls", "p50_ms_per_image"}`` over the stitch's recent calls, ``None`` if never run."""
         with self._lock:
@@ -130,9 +303,10 @@ class LatencyTracker:
         return {"calls": len(seen), "p50_ms_per_image": round(seen[len(seen) // 2], 4)}
 
     def describe(self, stitch: int, batch: int) -> dict[str, Any]:
-        """Correction, tail ratios, predicted and observed median latency (ms) of ``stitch`` at ``batch``."""
+        """State, factors, tail ratios, predicted and observed median latency (ms) of ``stitch``."""
         seen = self.observed(stitch)
-        return {"correction": round(self.correction, 4), "batch": batch,
+        return {"state": self.state, "correction": round(self.correction, 4), "batch": batch,
+                "inflation": None if self.inflation is None else round(self.inflation, 4),
                 "tail_ratios": {k: round(v, 4) for k, v in (self.tails or {}).items()} or None,
                 "predicted_ms": round(self.predicted_ms(stitch, batch), 4),
                 "observed_ms": None if seen is None else round(seen["p50_ms_per_image"] * batch, 4),
@@ -144,8 +318,11 @@ class LatencyTracker:
         return self._calls
 
     def reset(self) -> None:
-        """Forget every observation (correction back to 1.0), e.g. after a new profile."""
+        """Forget every observation (back to ``NOMINAL``), e.g. after a new profile."""
         with self._lock:
-            self._ratios.clear()
+            self._window.clear()
             self._seen.clear()
-            self.correction, self._tails, self._chosen_with, self._last = 1.0, None, (1.0, 1.0, 1.0), None
+            self.state, self.correction, self.inflation, self._tails = NOMINAL, 1.0, None, None
+            self._chosen_with, self._last, self.pending = (1.0, 1.0), None, NONE
+            self._calm, self._streak, self._returned_at = 1, 0, -1
+            self._penalty.clear()

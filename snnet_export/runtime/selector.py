@@ -8,15 +8,15 @@
     out = sel.run_with_id(images)                   # (stitch id, logits) of one call, race-free
     sel.close()                                     # or: with Selector(...) as sel: ...
 
-Candidates are the stitches on the Pareto frontier of (measured throughput, Top-1); a stitch off the
-frontier is never the best choice for any budget. Unknown accuracy falls back to FLOPs as the
-proxy (with a warning). All frontier stitches stay resident, so a switch is a reference swap
-(microseconds); with ONNX Runtime every session reads its weights from one memory map of the
-shared weight file. Imports NumPy and the chosen runtime only: no torch, timm or click.
+Candidates are the stitches on the Pareto frontier of (measured throughput, Top-1), tie groups as in
+:func:`~..engine_folder.profile.pareto_front`; unknown accuracy falls back to FLOPs (with a warning).
+Frontier stitches stay resident, so a switch is a reference swap; ONNX Runtime sessions read their
+weights from one memory map of the shared weight file. Imports NumPy and the runtime only (no torch).
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import SelectorError, VerifyError
 from ..engine_folder.manifest import load_manifest
 from ..engine_folder.profile import accuracy_of, find_profile, load_profiles, pareto_front, read_profile
-from .adaptive import LatencyTracker
+from .adaptive import RETURN, LatencyTracker
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +54,9 @@ class Output(NamedTuple):
 
 
 class _Guarded:
-    """A runner that first checks the weight file is still the one the sessions mapped.
-
-    One ``os.stat`` per call (a system call, small next to any inference): a file replaced, truncated or rewritten under
-    a live Selector is refused with a :class:`VerifyError` instead of serving wrong weights or
-    dying of SIGBUS on a truncated memory map. (A change between this check and the run itself
-    is not caught: see README, Reliability.)
-    """
+    """A runner that first checks (one ``os.stat`` a call) the weight file is still the one the sessions mapped:
+    a file replaced, truncated or rewritten under a live Selector is refused with a :class:`VerifyError` instead
+    of serving wrong weights or dying of SIGBUS (a change between this check and the run is not caught)."""
 
     def __init__(self, runner: Callable[[np.ndarray], np.ndarray], path: Path, stamp: tuple[int, int, int]) -> None:
         self.runner, self.path, self.stamp = runner, path, stamp
@@ -94,8 +90,6 @@ def check_unchanged(path: Path, stamp: tuple[int, int, int]) -> None:
 
 def _check_budget(min_throughput: float | None, max_latency_ms: float | None, batch: int | None) -> None:
     """Refuse NaN, infinite or non-positive budgets (NaN would silently meet every comparison)."""
-    import math
-
     for name, value in (("min_throughput", min_throughput), ("max_latency_ms", max_latency_ms)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value) or value <= 0):
@@ -113,9 +107,8 @@ class Selector:
 
     Args:
         folder: engine folder (``manifest.json`` + ``profile.<device>.json`` from ``bench``).
-        backend: ``auto`` (TensorRT when this machine can run the folder's engines: TensorRT installed,
-            a GPU, and engines built by this TensorRT for this GPU from the current weights; otherwise
-            ONNX Runtime, with a warning saying why), ``ort`` or ``trt``.
+        backend: ``auto`` (TensorRT when this machine can run the folder's engines: TensorRT, a GPU, engines
+            built by this TensorRT for this GPU from the current weights; else ORT, saying why), ``ort``, ``trt``.
         resident: ``frontier`` (default: the stitches the selector can pick), ``all``, or ``none``
             (choose only, load nothing: what ``snnet-export select`` does).
         profile: a profile file to use instead of this device's.
@@ -126,15 +119,12 @@ class Selector:
         latency_stat: which latency percentile ``max_latency_ms`` budgets compare (``p50``/``p90``/``p99``).
         ort_mode: ``shared`` (stock graphs) or ``fused`` (attention fused into ORT's contrib op,
             weights still shared); default: the mode the profile was measured with.
-        shared_threads: run every resident ONNX Runtime session on one process-wide pool of this
-            many intra-op threads (ORT's global thread pool) instead of a pool per session; with
-            many resident stitches and several caller threads this avoids oversubscription
-            (``benchmarks/results/thread_pool.md``). Must be set before the process opens any
-            other ORT session. ``threads`` is then ignored.
-        check_weights: before every call, compare the weight file's inode, size and mtime with
-            those at load (one ``os.stat``); a changed or truncated file raises :class:`VerifyError`.
-        adaptive: time every call and correct the profile by the device's current speed
-            (:mod:`.adaptive`; on by default, ~1.5 us a call); off: a fixed, reproducible choice.
+        shared_threads: run every resident ONNX Runtime session on one process-wide pool of this many
+            intra-op threads (ORT's global pool; avoids oversubscription with many stitches and caller
+            threads, ``benchmarks/results/thread_pool.md``); set before any other ORT session; ``threads`` ignored.
+        check_weights: before every call, compare the weight file's inode, size and mtime with those at load.
+        adaptive: time every call; when the device is off its profile, correct the profile by its current
+            speed, and return to the profile's choice once it recovers (:mod:`.adaptive`); off: a fixed choice.
         clock: time source of the per-call timing (default ``time.perf_counter``; tests inject one).
     """
 
@@ -169,8 +159,9 @@ class Selector:
         self._active: tuple[int, Callable[[np.ndarray], np.ndarray] | None] = (best, self._runners.get(best))
         self.budget: dict[str, Any] = {}
         self._clock = clock
-        self.tracker = LatencyTracker({(c.id, b): lat["p50"] for c in self.candidates.values()
-                                       for b, lat in c.latency_ms.items()}) if adaptive else None
+        lat = {(c.id, b): v for c in self.candidates.values() for b, v in c.latency_ms.items()}
+        self.tracker = LatencyTracker({k: v["p50"] for k, v in lat.items()}, stat=latency_stat,
+                                      tail_ms={k: v[latency_stat] for k, v in lat.items()}) if adaptive else None
 
     # ---- set-up ----
     def _resolve_backend(self, backend: str) -> str:
@@ -266,13 +257,17 @@ class Selector:
 
     @property
     def correction(self) -> float:
-        """How many times slower the device runs now than profiled (1.0 when not adaptive)."""
-        return self.tracker.correction if self.tracker is not None else 1.0
+        """The factor the predicted latency is the profiled one times (1.0: as profiled, or not adaptive)."""
+        return self.tracker.speed_factor if self.tracker is not None else 1.0
+
+    def _factors(self, c: Candidate) -> tuple[float, float]:
+        """``(speed, latency)`` factors the closed loop predicts ``c`` with (1.0 when not adaptive)."""
+        return self.tracker.factors(c.id) if self.tracker is not None else (1.0, 1.0)
 
     def _speed(self, c: Candidate, batch: int) -> float:
-        """Predicted images/s: profiled (at the nearest batch), divided by the current correction."""
+        """Predicted images/s: profiled (at the nearest batch), divided by the speed factor."""
         return c.throughput[batch if batch in c.throughput else min(c.throughput, key=lambda b: abs(b - batch))] \
-            / self.correction
+            / self._factors(c)[0]
 
     def _meets(self, c: Candidate, margin: float) -> bool:
         b = self.budget
@@ -281,15 +276,15 @@ class Selector:
             return False
         if b.get("max_latency_ms") is not None:
             lat = c.latency_ms.get(batch) or c.latency_ms[min(c.latency_ms, key=lambda x: abs(x - batch))]
-            tail = self.tracker.tail(self.latency_stat) if self.tracker is not None else None
-            # adaptive: profiled median x the observed ratio at that percentile (tails grow under load)
-            pred = lat["p50"] * tail if tail is not None else lat[self.latency_stat] * self.correction
-            if pred * margin > b["max_latency_ms"]:
+            # adaptive: the stitch's profiled percentile x the observed inflation at that percentile
+            if lat[self.latency_stat] * self._factors(c)[1] * margin > b["max_latency_ms"]:
                 return False
         return True
 
-    def choose(self) -> int:
-        """The stitch the current budget calls for (with hysteresis against the active one)."""
+    def choose(self, returning: bool = False) -> int:
+        """The stitch the budget calls for; an up-switch needs margin ``1 + hysteresis`` (1.0 when
+        ``returning`` to the profile), a forced down-switch while ``CORRECTED`` goes to the best
+        stitch meeting ``1 + hysteresis`` if any; ``max`` keeps the first of equals (frontier order)."""
         front = [self.candidates[i] for i in self.frontier]
         fits = [c for c in front if self._meets(c, 1.0)]
         if not fits:
@@ -299,13 +294,15 @@ class Selector:
                           f"{fastest.id} ({fastest.path})", stacklevel=3)
             return fastest.id
         best = max(fits, key=lambda c: c.accuracy)
-        cur = self.candidates.get(self.current)
-        if cur is None or cur.id not in self.frontier or not self._meets(cur, 1.0):
-            return best.id  # current misses the budget: switch down at once
+        cur, up = self.candidates.get(self.current), 1.0 if returning else 1.0 + self.hysteresis
+        if cur is None or cur.id not in self.frontier or not self._meets(cur, 1.0):  # misses: switch down now
+            corrected = self.tracker is not None and self.tracker.corrected
+            safe = [c for c in fits if corrected and self._meets(c, up)]
+            return max(safe, key=lambda c: c.accuracy).id if safe else best.id
         if best.accuracy <= cur.accuracy:
             return best.id
         # switching up: only to a stitch that clears the budget by the hysteresis margin
-        ups = [c for c in fits if c.accuracy > cur.accuracy and self._meets(c, 1.0 + self.hysteresis)]
+        ups = [c for c in fits if c.accuracy > cur.accuracy and self._meets(c, up)]
         return max(ups, key=lambda c: c.accuracy).id if ups else cur.id
 
     def set_budget(self, min_throughput: float | None = None, batch: int | None = None,
@@ -325,20 +322,27 @@ class Selector:
                            "batch": int(batch) if batch else self.batch}
             return self._switch()
 
-    def _switch(self) -> int:
-        """Activate what ``choose`` calls for (the caller holds ``_lock``)."""
-        chosen = self.choose()
+    def _switch(self, req: int = 0) -> int:
+        """Activate what ``choose`` calls for (the caller holds ``_lock``); ``req``: the loop's request."""
+        cur = self.candidates.get(self.current)
+        if req and self.tracker is not None and cur is not None and not self._meets(cur, 1.0):
+            self.tracker.penalise(cur.id)  # left because it is slow now: not retried before a return
+        chosen = self.choose(returning=req == RETURN)
         if chosen != self._active[0]:
             self._active = (chosen, self._runners.get(chosen))
             log.info("switched to stitch %d, correction %.2f", chosen, self.correction)
         return chosen
 
     def observe(self, stitch: int, batch: int, seconds: float) -> None:
-        """Record one served call's latency (``run`` does); re-choose, without waiting, if the speed moved."""
-        if self.tracker is not None and self.tracker.record(stitch, batch, seconds) and self.budget:
+        """Record a served call's latency; re-choose, without waiting, if the loop asks (a request
+        made while another thread switches stays pending in the tracker for a later call)."""
+        tr = self.tracker
+        if tr is not None and (tr.record(stitch, batch, seconds) or tr.pending) and self.budget:
             if self._lock.acquire(blocking=False):  # another thread is re-choosing: do not wait
                 try:
-                    self._switch()
+                    req = tr.take_request()
+                    if req:
+                        self._switch(req)
                 finally:
                     self._lock.release()
 
@@ -363,12 +367,8 @@ class Selector:
         return cfg_id, y
 
     def run_with_id(self, x: np.ndarray) -> Output:
-        """Run ``x`` on the active stitch; returns ``Output(stitch, logits)``.
-
-        The id is the stitch that actually ran this call (read in the same atomic step as its
-        runner), so it stays right while other threads change the budget; ``sel.current`` read
-        before or after a call may not be.
-        """
+        """Run ``x`` on the active stitch; returns ``Output(stitch, logits)``. The id is the stitch that ran
+        this call (read in one atomic step with its runner), right even while other threads change the budget."""
         return Output(*self._serve(x))
 
     def close(self) -> None:
