@@ -185,3 +185,26 @@ def test_runtime_never_imports_torch_timm_or_click(folder):
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_frontier_follows_the_profiles_tie_groups(folder, tmp_path):
+    """Two neighbours on the frontier recorded as tied in speed: the more accurate stands for both."""
+    import json
+
+    from snnet_export.engine_folder.profile import find_profile
+
+    sel = Selector(folder, resident="none")
+    front = sel.frontier  # slowest (most accurate) first
+    a, b = front[-2], front[-1]
+    prof = find_profile(folder, "ort")
+    prof.pop("_file")
+    for r in prof["stitches"]:
+        if r["id"] in (a, b) and r["batch"] == 1:
+            r["tie_group"] = sorted((a, b))
+    path = tmp_path / "profile.tied.json"
+    path.write_text(json.dumps(prof))
+    tied = Selector(folder, resident="none", profile=path)
+    assert a in tied.frontier and b not in tied.frontier and sel.candidates[a].accuracy > sel.candidates[b].accuracy
+    # what b dominated alone may enter (here stitch 36, faster than a but less accurate than b)
+    table = _table(tied)
+    assert tied.frontier == pareto_front(((i, t, acc) for i, (t, acc) in table.items()), {a: min(a, b), b: min(a, b)})

@@ -8,13 +8,16 @@ Schema (``version`` 1), written by ``snnet-export bench``::
      "batches": [1, 16],
      "stitches": [{"id": 3, "batch": 1, "throughput": 812.4,  # images/s
                    "throughput_ci95": [790.0, 830.1], "rel_ci": 0.05,   # CI of the median
-                   "latency_ms": {"mean": .., "p50": .., "p90": .., "p99": .., "ci95": [lo, hi]},
+                   "latency_ms": {"mean": .., "p50": .., "p90": .., "p99": .., "ci95": [lo, hi],
+                                  "p50_ci": [lo, hi]},   # the same 95 % CI of the median
+                   "tie_group": [3, 4],   # ids tied with it in speed at this batch (itself included)
+                   "resolved": true,      # every FLOPs neighbour separated from it or tied with it
                    "efficiency": {"gflops": 70.1, "of_peak": 0.71}, "runs": 50}, ...],
      "quality": {"max_rel_ci": 0.1, "batches": {"1": {"rankable": true, "noisy": [], ...}}},
      "sessions": [{"created", "ids", "batches", "load_average", ...}],  # after a merge
      "baseline": {"torch": [same records, PyTorch eager]}}   # only with --baseline torch
 
-CI, quality, sessions and efficiency fields are optional (older profiles lack them).
+CI, tie, quality, sessions and efficiency fields are optional (older profiles lack them).
 
 Imports no torch, timm or click.
 """
@@ -102,19 +105,53 @@ def throughputs(profile: Mapping[str, Any], batch: int) -> dict[int, dict[str, A
     return {r["id"]: r for r in profile.get("stitches", []) if r["batch"] == batch}
 
 
-def pareto_front(points: Iterable[tuple[int, float, float]]) -> list[int]:
-    """Ids on the frontier of (throughput, accuracy), both maximised, sorted by throughput.
+def pareto_front(points: Iterable[tuple[int, float, float]], groups: Mapping[int, int] | None = None) -> list[int]:
+    """Ids on the frontier of (throughput, accuracy), both maximised, sorted by throughput (slowest first).
 
-    A point is on the frontier when no other point is at least as fast and as accurate and
-    strictly better in one of the two.
+    Rule, in this order (deterministic; ids are ints, throughput and accuracy doubles):
+
+    1. Tie groups: ``groups`` maps an id to its tie-group label (stitches whose speeds the
+       measurement cannot tell apart, :func:`tie_groups`); an id without a label is a group of
+       its own. Each group is represented by one member: the most accurate; among equally
+       accurate members the faster; then the lower id. Other members never enter the frontier,
+       so which of two tied stitches measured faster this time cannot move either of them on or
+       off it. The representative keeps its own measured throughput.
+    2. Pareto front of the representatives: sort by (throughput descending, accuracy descending,
+       id ascending); walk that order and keep a point when its accuracy is strictly greater than
+       every accuracy kept before it. So a point is kept when no other point is at least as fast
+       and as accurate and strictly better in one (of exact duplicates, the lower id).
+    3. Return the kept ids in reverse walk order (throughput ascending).
     """
-    pts = sorted(points, key=lambda p: (-p[1], -p[2]))
+    pts = [(int(i), float(t), float(a)) for i, t, a in points]
+    if groups:
+        best: dict[int, tuple[int, float, float]] = {}
+        for p in pts:
+            label = groups.get(p[0], p[0])
+            cur = best.get(label)
+            if cur is None or (p[2], p[1], -p[0]) > (cur[2], cur[1], -cur[0]):
+                best[label] = p
+        pts = list(best.values())
+    pts.sort(key=lambda p: (-p[1], -p[2], p[0]))
     front, best_acc = [], float("-inf")
     for pid, _, acc in pts:
         if acc > best_acc:
             front.append(pid)
             best_acc = acc
     return front[::-1]
+
+
+def tie_groups(profile: Mapping[str, Any], batch: int) -> dict[int, int]:
+    """``{stitch id: tie-group label}`` at ``batch`` from the records' ``tie_group`` member lists.
+
+    The label is the group's lowest id. Records without ``tie_group`` (older profiles) and groups of
+    one are left out: each is its own group.
+    """
+    out: dict[int, int] = {}
+    for r in profile.get("stitches", []):
+        members = r.get("tie_group")
+        if r["batch"] == batch and members and len(members) > 1:
+            out[r["id"]] = min(members)
+    return out
 
 
 def unresolved_on_front(front: list[int], ci: Mapping[int, tuple[float, float] | None]) -> set[int]:

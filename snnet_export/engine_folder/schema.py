@@ -242,13 +242,21 @@ def _check_records(c: _Check, records: list[Any], where: str, batches: set[int])
         for key in ("p50", "p90", "p99"):
             c.get(lat, key, f"{w}.latency_ms.")
         for key, value in lat.items():
-            if key == "ci95":  # [low, high] of the median (bench.stats.median_ci)
+            if key in ("ci95", "p50_ci"):  # [low, high] of the median (bench.stats.median_ci)
                 if not isinstance(value, list) or len(value) != 2:
-                    c.fail(f"{w}.latency_ms.ci95", f"must be [low, high], got {value!r}")
+                    c.fail(f"{w}.latency_ms.{key}", f"must be [low, high], got {value!r:.60}")
                 for k, v in enumerate(value):
-                    c.num(v, f"{w}.latency_ms.ci95[{k}]")
+                    c.num(v, f"{w}.latency_ms.{key}[{k}]")
                 continue
             c.num(value, f"{w}.latency_ms.{key}")
         if "runs" in r:
             c.int(r["runs"], f"{w}.runs", 1)
+        if "tie_group" in r:  # the ids tied with it in speed, itself included (bench.ties)
+            members = c.list(r["tie_group"], f"{w}.tie_group")
+            for k, v in enumerate(members):
+                c.int(v, f"{w}.tie_group[{k}]")
+            if r["id"] not in members:
+                c.fail(f"{w}.tie_group", f"must include the record's own id {r['id']}, got {members!r:.60}")
+        if "resolved" in r:
+            c.bool(r["resolved"], f"{w}.resolved")
     c.unique_ids(records, lambda r: (r["id"], r["batch"]), where)

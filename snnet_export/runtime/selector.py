@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import SelectorError, VerifyError
 from ..engine_folder.manifest import load_manifest
-from ..engine_folder.profile import accuracy_of, find_profile, load_profiles, pareto_front, read_profile
+from ..engine_folder.profile import accuracy_of, find_profile, load_profiles, pareto_front, read_profile, tie_groups
 from .adaptive import RETURN, LatencyTracker
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ class Selector:
     def _frontier(self) -> list[int]:
         batch = min(self.profile["batches"])
         pts = [(c.id, c.throughput.get(batch, 0.0), c.accuracy) for c in self.candidates.values()]
-        return pareto_front(pts)
+        return pareto_front(pts, tie_groups(self.profile, batch))
 
     def _load_runners(self, ids: list[int], threads: int | None) -> dict[int, Callable[[np.ndarray], np.ndarray]]:
         if self.backend == "trt":

@@ -114,6 +114,13 @@ PROFILE_CASES = {
     "duplicate record": (lambda p: p["stitches"].append(dict(p["stitches"][0])), "appears twice"),
     "missing stitches": (lambda p: p.pop("stitches"), "stitches: missing"),
     "batches empty": (lambda p: p.__setitem__("batches", []), "batches: is empty"),
+    "tie group without itself": (lambda p: p["stitches"][0].__setitem__("tie_group", [987654]),
+                                 "stitches[0].tie_group: must include"),
+    "tie group of strings": (lambda p: p["stitches"][0].__setitem__("tie_group", ["a"]), "stitches[0].tie_group[0]"),
+    "p50_ci not a pair": (lambda p: p["stitches"][0]["latency_ms"].__setitem__("p50_ci", [1.0]), "latency_ms.p50_ci"),
+    "p50_ci nan": (lambda p: p["stitches"][0]["latency_ms"].__setitem__("p50_ci", [1.0, math.nan]),
+                   "latency_ms.p50_ci[1]"),
+    "resolved not a bool": (lambda p: p["stitches"][0].__setitem__("resolved", "yes"), "stitches[0].resolved"),
 }
 
 
