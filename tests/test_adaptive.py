@@ -266,12 +266,14 @@ def test_a_return_that_does_not_hold_doubles_the_calm_period():
     load comes back at call 43: after the cleared window 10 samples are needed (call 52), so it is
     re-entered at the check of call 54, within 2W calls of the return: calm = 2. Ones from call 55:
     the leave check first passes at 63 (calls 55-63 are 9 of the 10 newest), so the return needs
-    the checks of 63 and 66 in a row and comes at 66, not 63."""
+    the checks of 63 and 66 in a row and comes at 66, not 63. (The selector reports the relapse when
+    it leaves the stitch: ``penalise``.)"""
     from snnet_export.runtime.adaptive import RECHOOSE, RETURN
 
     tr = LatencyTracker({(0, 1): 10.0}, stat="p90")
     assert _trace(tr, [1.0] * 30 + [2.0] * 3 + [1.0] * 9, 1) == {33: RECHOOSE, 42: RETURN}
     assert _trace(tr, [2.0] * 12, 43) == {54: RECHOOSE}
+    tr.penalise(0)  # what the selector does when stitch 0 now misses its budget: a relapse
     assert _trace(tr, [1.0] * 12, 55) == {66: RETURN}
 
 
@@ -334,3 +336,25 @@ def test_back_off_bounds_switches_when_recovery_is_only_apparent(folder):
     # a return every ~25 calls without the back-off (3 switches each: ~120 per 1,000); measured 27 with it
     assert switches <= 36, switches
     assert sum(a != b for a, b in zip(late, late[1:])) <= 16  # calm at its cap: one retry per ~120 calls
+
+
+def test_returns_to_the_stitch_served_before_when_the_device_was_already_off_its_profile(folder):
+    """Background load makes everything 1.3x slower than profiled (CORRECTED before the step); a load
+    step to 3x, then back to 1.3x: the loop goes back to the stitch it served at 1.3x (its home), even
+    though that stitch meets the budget by less than the hysteresis, and not to the profile's choice."""
+    clock = SimClock()
+    sel = Selector(folder, clock=clock, hysteresis=0.10)
+    clock.sel = sel
+    lat = {i: sel.candidates[i].latency_ms[1]["p90"] for i in sel.frontier}
+    order = sorted(lat, key=lat.get)
+    budget = lat[order[-2]] * 1.3 * 1.05  # at 1.3x the second-slowest fits by 5 %
+    sel.set_budget(max_latency_ms=budget, batch=1)
+    quiet = _phase(sel, clock, 1.3)
+    before = quiet[-1][0]
+    assert before == order[-2] and sel.tracker.corrected
+    loaded = _phase(sel, clock, 3.0)
+    assert loaded[-1][0] == _best_within(sel, budget, 3.0) != before
+    served = _phase(sel, clock, 1.3)
+    settled = next(k for k in range(len(served)) if all(c == before for c, _ in served[k:]))
+    assert settled <= 20, served
+    assert sel.tracker.corrected and all(ms <= budget for _, ms in served[settled:])

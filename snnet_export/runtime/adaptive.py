@@ -7,73 +7,93 @@ The profile was measured once; throttling, DVFS or other processes change the sp
   so the selector serves what a fresh selector would choose for the budget.
 * ``CORRECTED``: the device is measurably off its profile. Decisions use the profile times the
   observed factors (median slowdown for throughput; the observed inflation of the budgeted latency
-  percentile for latency), with the selector's hysteresis against flapping.
+  percentile, relative to each stitch's own profiled percentile, for latency budgets), with the
+  selector's hysteresis against flapping.
 
-Recovery is the point of the two states: once the device is back to its profile (proved by the
-recent calls of whatever stitch runs now), the loop *returns* to ``NOMINAL`` and the selector goes
-straight back to the profile's choice, without needing a margin it can never see on noise.
+Recovery: when the selector leaves a stitch because it misses the budget, the stitch it had
+settled on before the step is the *home*, with the factors it ran at. Once the recent calls of
+whatever stitch runs now show the device back to the home's factors, the loop *returns*: the
+selector goes straight back to the home stitch (to ``NOMINAL`` and the profile's choice when the
+home ran as profiled), without needing a hysteresis margin it can never see on noise. Slow stitches
+left behind carry a *penalty* until then, and a return that does not hold doubles the wait
+before the next one, so an apparent recovery cannot make it flap.
 
-Algorithm (deterministic given the sequence of ``record`` calls; no randomness, no clock of its own)
-----------------------------------------------------------------------------------------------------
+Algorithm (deterministic given the sequence of calls; no randomness, no clock of its own)
+------------------------------------------------------------------------------------------
 Profile inputs per ``(stitch s, batch b)``: ``m(s,b)`` the profiled median (ms) and ``q(s,b)`` the
 profiled percentile ``stat`` (ms; ``q = m`` for ``stat="p50"`` or when not given). A batch not
 profiled uses the nearest profiled batch ``nb`` of that stitch (the smaller one on a tie), scaled
-linearly: ``m(s,b) = (m(s,nb) * b) / nb`` (same for ``q``).
+linearly: ``m(s,b) = (m(s,nb) * b) / nb`` (same for ``q``). Doubles throughout; ``1 / enter``
+etc. are computed as written.
 
-State: ``window`` (the last ``window`` = W samples, FIFO), ``last`` (stitch of the previous call),
-``calls``, ``state`` (``NOMINAL`` at start), ``calm`` (leave-checks needed to return, starts 1),
-``streak`` (consecutive passing leave-checks), ``returned_at`` (``calls`` at the last return, -1
-before any), ``penalty`` (stitch -> factor pair, see below), ``chosen_with`` (the factor pair of the last re-choice, starts ``(1.0, 1.0)``), ``pending``.
+State: ``window`` (the last W samples, FIFO), ``last`` (stitch of the previous call, none at
+start), ``run`` (consecutive samples of ``last``), ``calls``, ``state`` (``NOMINAL`` at start),
+``correction c`` (1.0), ``inflation g`` (none), ``calm`` (1), ``streak`` (0), ``returned_at``
+(-1), ``chosen_with`` ((1.0, 1.0)), ``penalty`` (stitch -> factor pair, empty), ``settled`` (none
+or (stitch, speed factor, latency factor)), ``home`` (none or the same triple), ``credit`` (none
+or the same triple), ``return_to`` (none), ``pending`` (``NONE``).
 
-``record(s, b, seconds)``, in this order (doubles throughout):
+``record(s, b, seconds)``, in this order:
 
-1. ``ms = seconds * 1000``; ``r = ms / m(s,b)``; ``u = ms / q(s,b)``. If ``s == last`` the pair
-   ``(r, u)`` is appended to ``window`` (the first call after a switch warms the stitch up and is
-   not a sample). ``last = s``; ``calls += 1``.
+1. ``ms = seconds * 1000``; ``r = ms / m(s,b)``; ``u = ms / q(s,b)``. If ``s == last``: append
+   ``(r, u)`` to ``window`` and ``run += 1`` (the first call after a switch warms the stitch up
+   and is not a sample); else ``run = 0``. ``last = s``; ``calls += 1``.
 2. Only when ``calls % check_every == 0`` and ``window`` is not empty, go on; else return ``NONE``.
 3. ``n = len(window)``; ``R``, ``U`` = the ``r`` and ``u`` values sorted ascending.
-   ``correction c = R[n // 2]`` (the upper median). ``P`` = 0.5 / 0.9 / 0.99 for ``stat``.
-   If ``n >= min_samples``: ``inflation g = U[ceil(P * n) - 1]`` (nearest rank; ``P * n`` in
-   double; for ``P = 0.5`` the upper median ``U[n // 2]``, as for ``c``) and the tail
-   ratios ``p90 = R[ceil(0.9 n) - 1]``, ``p99 = R[ceil(0.99 n) - 1]`` (diagnostics); else
-   ``g = None``.
-4. ``NOMINAL``: enter ``CORRECTED`` when ``n >= min_samples`` and (``c > enter`` or
-   ``c < 1 / enter`` or ``g > tail_enter``). On entering: if ``returned_at >= 0`` and
-   ``calls - returned_at <= 2 W`` (the last return did not hold), ``calm = min(2 calm, calm_max)``,
-   else ``calm = 1``; ``streak = 0``; ``chosen_with = (c, g or c)``; return ``RECHOOSE``.
-   Otherwise return ``NONE`` (factors stay 1.0: no re-choice in ``NOMINAL``).
-5. ``CORRECTED``: the leave check looks at the ``k = min_samples`` newest samples only (old ones
-   age out): with ``Rk``, ``Uk`` sorted, ``ck = Rk[k // 2]``, ``gk`` = ``Uk`` at rank ``P`` as in 3. It
-   passes when ``n >= k`` and ``1 / leave <= ck <= leave`` and ``gk <= tail_leave``; then
-   ``streak += 1``, else ``streak = 0``. When ``streak >= calm``: ``state = NOMINAL``,
-   ``window`` and ``penalty`` cleared, ``returned_at = calls``, ``correction = 1.0``, tails and
-   ``g`` none;
-   return ``RETURN``. Otherwise, with ``now = (c, g or c)``: when for some component
-   ``|ln(now / chosen_with)| >= ln(1 + min_change)``, set ``chosen_with = now`` and return
-   ``RECHOOSE``; else ``NONE``.
+   ``c = R[n // 2]`` (the upper median). ``P`` = 0.5 / 0.9 / 0.99 for ``stat``. If
+   ``n >= min_samples``: ``g = U[ceil(P * n) - 1]`` (nearest rank; ``P * n`` in double; for
+   ``P = 0.5`` the upper median ``U[n // 2]``) and the diagnostic tail ratios
+   ``R[ceil(0.9 n) - 1]``, ``R[ceil(0.99 n) - 1]``; else ``g`` = none.
+4. ``NOMINAL``: if ``g`` is none, or ``1 / enter <= c <= enter`` and ``g <= tail_enter``: the
+   answer is ``NONE``. Else ``state = CORRECTED``, ``streak = 0``, ``credit`` = none,
+   ``chosen_with = (c, g)``; the answer is ``RECHOOSE``.
+5. ``CORRECTED``: the leave check uses the ``k = min_samples`` newest samples only (old ones age
+   out): ``ck = Rk[k // 2]``, ``gk`` = ``Uk`` at rank ``P`` as in 3 (``Rk``, ``Uk`` sorted). With
+   ``n >= k`` it passes when, if ``home`` is none: ``1 / leave <= ck <= leave`` and
+   ``gk <= tail_leave``; if ``home`` ran as profiled (factors exactly 1.0): ``ck <= leave`` and
+   ``gk <= tail_leave``; else ``ck <= home.speed * leave`` and ``gk <= home.latency * tail_leave``.
+   Passing: ``streak += 1``, else ``streak = 0``. When ``streak >= calm``: RETURN (6). Else with
+   ``now = (c, g or c)``: if for some component ``|ln(now / chosen_with)| >= ln(1 + min_change)``,
+   ``chosen_with = now`` and the answer is ``RECHOOSE``; else ``NONE``.
+6. RETURN: ``return_to`` = home's stitch (none without a home); ``home`` = none; ``streak = 0``;
+   ``returned_at = calls``; ``penalty`` cleared. If there was no home or it ran as profiled:
+   ``state = NOMINAL``, ``credit`` = none, ``window`` cleared, ``c = 1.0``, ``g`` and tails none,
+   ``chosen_with = (1.0, 1.0)``. Else (still ``CORRECTED``): ``window`` keeps only its ``k``
+   newest samples, ``credit = home``, ``chosen_with`` = home's factors. The answer is ``RETURN``.
+7. If the answer is ``NONE`` and ``run >= min_samples``: ``settled = (last, speed factor,
+   latency factor)`` (the factors in use now, see below). If the answer ranks above ``pending``
+   (``NONE`` < ``RECHOOSE`` < ``RETURN``), ``pending`` = answer. Return the answer.
 
-A returned ``RECHOOSE`` or ``RETURN`` is also kept as ``pending`` (``RETURN`` wins) until the
-selector takes it (:meth:`LatencyTracker.take_request`), so a request is never lost when another
-thread is switching at that moment.
+``penalise(s)`` (the selector calls it when, acting on a request, it finds the running stitch
+``s`` missing the budget; only in ``CORRECTED``): ``penalty[s]`` = the current (speed factor,
+latency factor); ``credit`` = none if it is for ``s``; ``calm = min(2 calm, calm_max)`` if
+``returned_at >= 0`` and ``calls - returned_at <= 2 W`` (a return that did not hold), else
+``calm = 1``; if ``home`` is none and ``settled`` is for ``s``: ``home = settled``.
+``clear_home()`` (a new budget): ``home``, ``settled``, ``credit`` = none. ``take_request()``:
+returns ``pending`` and sets it to ``NONE`` (a request made while another thread was switching is
+taken by a later call, never lost).
 
-Factors the selector uses: ``speed_factor`` = 1.0 in ``NOMINAL``, else ``c``;
-``latency_factor`` = 1.0 in ``NOMINAL``, else ``g`` (``c`` while ``g`` is none). Per stitch
-(``factors(s)``): in ``CORRECTED``, the componentwise ``max`` of those and the stitch's
-*penalty*, the pair ``(speed_factor, latency_factor)`` recorded by ``penalise(s)`` when the
-selector left ``s`` because it missed the budget (the window then holds mostly ``s``'s own
-samples). The loop only sees the device through the stitch that runs; without penalties a fast
-stitch that looks as profiled would invite a switch back up to a stitch that is still slow, over
-and over. Penalties are cleared by ``RETURN`` (and ``reset``): going back up to a penalised stitch
-happens only through a return to ``NOMINAL``, and a return that does not hold doubles ``calm``.
-Predicted throughput = profiled / speed factor; predicted latency percentile = profiled
-percentile x latency factor. Defaults: W = 20, ``check_every`` 3, ``min_samples`` 10, ``enter`` 1.10,
-``leave`` 1.05, ``tail_enter`` 1.30, ``tail_leave`` 1.15, ``min_change`` 0.03, ``calm_max`` 32.
-A load step is followed after about ``W / 2`` calls (one or two calls for a tail budget); the
-return after about ``min_samples + check_every`` calls of the recovered device.
+Factors: speed factor = 1.0 in ``NOMINAL``, else ``c``; latency factor = 1.0 in ``NOMINAL``,
+else ``g`` (``c`` while ``g`` is none). Per stitch, ``factors(s)``: in ``NOMINAL`` those; in
+``CORRECTED``, if ``credit`` is for ``s`` and speed <= credit.speed * leave and latency <=
+credit.latency * tail_leave: the credit's factors (the home stitch is predicted as when it ran
+before the step); else if ``s`` has a penalty: componentwise ``max`` of the factors and the
+penalty; else the factors. Predicted throughput = profiled / speed factor; predicted latency
+percentile = profiled percentile x latency factor. The selector, acting on ``RETURN``, activates
+``return_to`` when it is on the frontier, else chooses with up-switch margin 1.0.
+
+The loop only sees the device through the stitch that runs: without penalties a fast stitch that
+looks as profiled would invite a switch back up to a stitch that is still slow, over and over.
+
+Defaults: W = 20, ``check_every`` 3, ``min_samples`` 10, ``enter`` 1.10, ``leave`` 1.05,
+``tail_enter`` 1.30, ``tail_leave`` 1.15, ``min_change`` 0.03, ``calm_max`` 32. A load step is
+followed after about ``W / 2`` calls (one or two calls for a tail budget); the return after about
+``min_samples + check_every`` calls of the recovered device.
 
 Memory is bounded: one W-long deque plus one ``history``-long deque per stitch that ran
-(``observed``). ``record`` costs a lock, a few appends and, every ``check_every`` calls, two sorts
-of W floats (a few us in CPython; measured in ``benchmarks/load_shift.py``). Standard library only.
+(``observed``) and one penalty per frontier stitch. ``record`` costs a lock, a few appends and,
+every ``check_every`` calls, a few sorts of W floats (a few us in CPython; measured in
+``benchmarks/load_shift.py``). Standard library only.
 """
 from __future__ import annotations
 
@@ -92,7 +112,7 @@ DEFAULT_CHECK_EVERY = 3
 DEFAULT_MIN_CHANGE = 0.03
 #: NOMINAL -> CORRECTED when the median ratio leaves [1/ENTER, ENTER] or the tail inflation > TAIL_ENTER
 ENTER, TAIL_ENTER = 1.10, 1.30
-#: CORRECTED -> NOMINAL when the recent median is within [1/LEAVE, LEAVE] and the recent tail <= TAIL_LEAVE
+#: return when the recent median is within LEAVE and the recent tail within TAIL_LEAVE (of the home's factors)
 LEAVE, TAIL_LEAVE = 1.05, 1.15
 #: the most consecutive passing leave checks a return can need after returns that did not hold
 CALM_MAX = 32
@@ -152,6 +172,11 @@ class LatencyTracker:
         self._last: int | None = None
         self._calm, self._streak, self._returned_at = 1, 0, -1
         self._penalty: dict[int, tuple[float, float]] = {}
+        self._run = 0  # consecutive samples of the stitch that runs now
+        self._settled: tuple[int, float, float] | None = None  # (stitch, factors) at the last quiet check
+        self.home: tuple[int, float, float] | None = None  # where a return goes: (stitch, speed, latency factor)
+        self.return_to: int | None = None  # the stitch of the last RETURN (None: the profile's choice)
+        self._credit: tuple[int, float, float] | None = None  # home after a CORRECTED return
         self.pending = NONE
 
     # ---- profile look-ups ----
@@ -198,16 +223,30 @@ class LatencyTracker:
         """``(speed, latency)`` factors for predicting ``stitch``: the global ones, or the stitch's
         penalty where it is larger (:meth:`penalise`; only in ``CORRECTED``)."""
         speed, latency = self.speed_factor, self.latency_factor
+        if self.state != CORRECTED:
+            return speed, latency
+        credit = self._credit
+        if credit is not None and credit[0] == stitch and speed <= credit[1] * self._leave \
+                and latency <= credit[2] * self._tail_leave:
+            return credit[1], credit[2]  # as when it ran before the step: predicted as it was then
         pen = self._penalty.get(stitch)
-        if pen is None or self.state != CORRECTED:
+        if pen is None:
             return speed, latency
         return max(speed, pen[0]), max(latency, pen[1])
 
     def penalise(self, stitch: int) -> None:
-        """``stitch`` is left because it missed the budget: remember the factors it was left at."""
+        """``stitch`` is left because it missed the budget: remember the factors it was left at; the
+        first stitch left since the last return (if it had settled) becomes the *home* a return goes to."""
         with self._lock:
-            if self.state == CORRECTED:
-                self._penalty[stitch] = (self.speed_factor, self.latency_factor)
+            if self.state != CORRECTED:
+                return
+            self._penalty[stitch] = (self.speed_factor, self.latency_factor)
+            if self._credit is not None and self._credit[0] == stitch:
+                self._credit = None
+            relapse = self._returned_at >= 0 and self._calls - self._returned_at <= 2 * self._size
+            self._calm = min(2 * self._calm, CALM_MAX) if relapse else 1
+            if self.home is None and self._settled is not None and self._settled[0] == stitch:
+                self.home = self._settled
 
     @property
     def tails(self) -> dict[str, float] | None:
@@ -227,6 +266,9 @@ class LatencyTracker:
         with self._lock:
             if stitch == self._last:  # the first call after a switch warms the stitch up: not a sample
                 self._window.append((r, u))
+                self._run += 1
+            else:
+                self._run = 0
             self._last = stitch
             seen = self._seen.get(stitch)
             if seen is None:
@@ -236,6 +278,8 @@ class LatencyTracker:
             if self._calls % self._check_every or not self._window:
                 return NONE
             answer = self._check()
+            if answer == NONE and self._run >= self._min_samples and self._last is not None:
+                self._settled = (self._last, self.speed_factor, self.latency_factor)
             if answer > self.pending:
                 self.pending = answer
             return answer
@@ -253,9 +297,7 @@ class LatencyTracker:
         if self.state == NOMINAL:
             if g is None or (1 / self._enter <= c <= self._enter and g <= self._tail_enter):
                 return NONE  # too few samples (g is None until min_samples), or within the band
-            relapse = self._returned_at >= 0 and self._calls - self._returned_at <= 2 * self._size
-            self._calm = min(2 * self._calm, CALM_MAX) if relapse else 1
-            self.state, self._streak = CORRECTED, 0
+            self.state, self._streak, self._credit = CORRECTED, 0, None
             self._chosen_with = (c, g)
             return RECHOOSE
         if self._recent_ok():
@@ -271,21 +313,39 @@ class LatencyTracker:
         return RECHOOSE
 
     def _recent_ok(self) -> bool:
-        """The leave check on the ``min_samples`` newest samples."""
+        """The leave check on the ``min_samples`` newest samples, against the home's factors."""
         k = self._min_samples
         if len(self._window) < k:
             return False
         recent = list(self._window)[-k:]
         ck = _rank(sorted(p[0] for p in recent), 0.5)
         gk = _rank(sorted(p[1] for p in recent), self._level)
-        return 1 / self._leave <= ck <= self._leave and gk <= self._tail_leave
+        home = self.home
+        if home is None or home[1] == 1.0 and home[2] == 1.0:  # the profile: back within its band
+            low = 1 / self._leave if home is None else 0.0
+            return low <= ck <= self._leave and gk <= self._tail_leave
+        return ck <= home[1] * self._leave and gk <= home[2] * self._tail_leave
 
     def _return(self) -> int:
-        self.state, self._streak, self._returned_at = NOMINAL, 0, self._calls
-        self._window.clear()
+        home, self.home = self.home, None
+        self.return_to = None if home is None else home[0]
+        self._streak, self._returned_at = 0, self._calls
         self._penalty.clear()
-        self.correction, self.inflation, self._tails, self._chosen_with = 1.0, None, None, (1.0, 1.0)
+        if home is None or home[1] == 1.0 and home[2] == 1.0:  # back to the profile: NOMINAL
+            self.state, self._credit = NOMINAL, None
+            self._window.clear()
+            self.correction, self.inflation, self._tails, self._chosen_with = 1.0, None, None, (1.0, 1.0)
+        else:  # back to how the device was when home ran: stay CORRECTED; older samples age out
+            recent = list(self._window)[-self._min_samples:]
+            self._window.clear()
+            self._window.extend(recent)
+            self._credit, self._chosen_with = home, (home[1], home[2])
         return RETURN
+
+    def clear_home(self) -> None:
+        """Forget the home (a new budget: the old choice is no longer the one to go back to)."""
+        with self._lock:
+            self.home, self._settled, self._credit = None, None, None
 
     def take_request(self) -> int:
         """The pending ``RECHOOSE``/``RETURN`` (``NONE`` if none), cleared: the selector acts on it."""
@@ -326,3 +386,4 @@ class LatencyTracker:
             self._chosen_with, self._last, self.pending = (1.0, 1.0), None, NONE
             self._calm, self._streak, self._returned_at = 1, 0, -1
             self._penalty.clear()
+            self._run, self._settled, self.home, self.return_to, self._credit = 0, None, None, None, None

@@ -260,8 +260,7 @@ class Selector:
         """The factor the predicted latency is the profiled one times (1.0: as profiled, or not adaptive)."""
         return self.tracker.speed_factor if self.tracker is not None else 1.0
 
-    def _factors(self, c: Candidate) -> tuple[float, float]:
-        """``(speed, latency)`` factors the closed loop predicts ``c`` with (1.0 when not adaptive)."""
+    def _factors(self, c: Candidate) -> tuple[float, float]:  # (speed, latency) factors of the closed loop
         return self.tracker.factors(c.id) if self.tracker is not None else (1.0, 1.0)
 
     def _speed(self, c: Candidate, batch: int) -> float:
@@ -282,9 +281,8 @@ class Selector:
         return True
 
     def choose(self, returning: bool = False) -> int:
-        """The stitch the budget calls for; an up-switch needs margin ``1 + hysteresis`` (1.0 when
-        ``returning`` to the profile), a forced down-switch while ``CORRECTED`` goes to the best
-        stitch meeting ``1 + hysteresis`` if any; ``max`` keeps the first of equals (frontier order)."""
+        """The stitch the budget calls for: up-switches need margin ``1 + hysteresis`` (1.0 ``returning``); a forced
+        down-switch while ``CORRECTED`` takes the best meeting ``1 + hysteresis`` if any; ties: first in frontier order."""
         front = [self.candidates[i] for i in self.frontier]
         fits = [c for c in front if self._meets(c, 1.0)]
         if not fits:
@@ -296,8 +294,7 @@ class Selector:
         best = max(fits, key=lambda c: c.accuracy)
         cur, up = self.candidates.get(self.current), 1.0 if returning else 1.0 + self.hysteresis
         if cur is None or cur.id not in self.frontier or not self._meets(cur, 1.0):  # misses: switch down now
-            corrected = self.tracker is not None and self.tracker.corrected
-            safe = [c for c in fits if corrected and self._meets(c, up)]
+            safe = [c for c in fits if self._meets(c, up)] if self.tracker is not None and self.tracker.corrected else []
             return max(safe, key=lambda c: c.accuracy).id if safe else best.id
         if best.accuracy <= cur.accuracy:
             return best.id
@@ -320,6 +317,8 @@ class Selector:
         with self._lock:
             self.budget = {"min_throughput": min_throughput, "max_latency_ms": max_latency_ms,
                            "batch": int(batch) if batch else self.batch}
+            if self.tracker is not None:
+                self.tracker.clear_home()  # a new budget: the stitch to return to is chosen afresh
             return self._switch()
 
     def _switch(self, req: int = 0) -> int:
@@ -327,7 +326,8 @@ class Selector:
         cur = self.candidates.get(self.current)
         if req and self.tracker is not None and cur is not None and not self._meets(cur, 1.0):
             self.tracker.penalise(cur.id)  # left because it is slow now: not retried before a return
-        chosen = self.choose(returning=req == RETURN)
+        home = self.tracker.return_to if req == RETURN and self.tracker is not None else None
+        chosen = home if home is not None and home in self.frontier else self.choose(returning=req == RETURN)
         if chosen != self._active[0]:
             self._active = (chosen, self._runners.get(chosen))
             log.info("switched to stitch %d, correction %.2f", chosen, self.correction)
