@@ -130,13 +130,27 @@ def quality_warnings(quality: Mapping[str, Any]) -> list[str]:
 
 def finish_profile(folder: Path, profile: dict[str, Any], write: bool, replace: bool,
                    manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Merge ``profile`` into this device's existing one (unless ``replace``), judge its spread and
-    ties (:mod:`.ties`, over the merged records, with ``manifest``'s FLOPs), warn, write."""
-    from ..engine_folder.profile import find_profile, profile_path
-    from ..fileio import write_json_atomic
-    from .ties import DEFAULT_TARGET, annotate
+    """Merge ``profile`` into this device's existing one (unless ``replace``) and into a measurement an
+    earlier run could not write (:mod:`.unsaved`), judge its spread and ties (:mod:`.ties`, over the
+    merged records, with ``manifest``'s FLOPs), warn, write atomically.
 
+    Raises:
+        BenchError: the write failed (one line: the previous profile is intact, where this run's
+            measurement was kept for the next run to merge).
+    """
+    from ..engine_folder.profile import find_profile, profile_path
+    from .ties import DEFAULT_TARGET, annotate
+    from .unsaved import take_unsaved
+
+    path = profile_path(folder, profile["device"], profile["backend"])
+    fresh = dict(profile)
     old = find_profile(folder, profile["backend"], profile["device"]) if write and not replace else None
+    sides = take_unsaved(path) if write else []
+    for side, unsaved in sides:  # older than this run's measurement, newer than the profile's
+        if incompatibility(unsaved, profile) is None:
+            name = old["_file"] if old is not None else side.name
+            old = dict(merge_profiles(old, unsaved) if old is not None else unsaved, _file=name)
+            log.info("merging the measurement an earlier run could not write (%s)", side)
     if old is not None:
         profile = merge_profiles(old, profile, where=str(folder / old["_file"]))
         log.info("merged into %s: %d records", old["_file"], len(profile["stitches"]))
@@ -148,7 +162,23 @@ def finish_profile(folder: Path, profile: dict[str, Any], write: bool, replace: 
     for line in quality_warnings(profile["quality"]):
         log.warning(line)
     if write:
-        path = profile_path(folder, profile["device"], profile["backend"])
-        write_json_atomic(path, profile)
-        log.debug("profile of %d records written to %s", len(profile["stitches"]), path)
+        _write(path, profile, fresh, [s for s, _ in sides])
     return profile
+
+
+def _write(path: Path, profile: dict[str, Any], fresh: dict[str, Any], sides: list[Path]) -> None:
+    """Write the profile atomically; on failure keep ``fresh`` (this run's measurement) aside and say so."""
+    from .. import fileio
+    from .unsaved import drop_unsaved, keep_unsaved
+
+    try:
+        fileio.write_json_atomic(path, profile)
+    except OSError as exc:
+        fresh.pop("_file", None)
+        side, why = keep_unsaved(path, fresh)
+        kept = (f"this run's measurement is kept in {side} and the next bench of this folder merges it"
+                if side else f"this run's measurement could not be kept either ({why})")
+        raise BenchError(f"could not write {path} ({exc.strerror or exc}); the previous profile is intact; "
+                         f"{kept}; free space or fix permissions, then re-run bench") from None
+    drop_unsaved([s for s in sides if s != path])
+    log.debug("profile of %d records written to %s", len(profile["stitches"]), path)
