@@ -86,6 +86,11 @@ def one_run(folder: Path, threads: int, budget: float, calls: tuple[int, int, in
         "load_end": machine_state()["load_average"]})
     out["pass"] = bool(out["switched_down"] and out["load_settle"] <= GOAL_CALLS and out["back"]
                        and out["recovered_settle"] <= GOAL_CALLS)
+    # the background (other jobs) may have changed meanwhile: a more accurate stitch that holds the budget
+    better = sel.candidates[rec[-1]].accuracy > sel.candidates[before].accuracy and out["within_budget_after_20"][
+        "recovered"] >= 0.95
+    out["pass_or_better"] = bool(out["switched_down"] and out["load_settle"] <= GOAL_CALLS
+                                 and (out["back"] or better) and out["recovered_settle"] <= GOAL_CALLS)
     sel.close()
     return out
 
@@ -126,6 +131,7 @@ def main() -> None:
         print(k, json.dumps(run), flush=True)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     res["passed"] = sum(r["pass"] for r in res["runs"])
+    res["passed_or_better"] = sum(r["pass_or_better"] for r in res["runs"])
     res["machine_after"] = machine_state()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "recovery_check.json").write_text(json.dumps(res, indent=1))
@@ -141,7 +147,10 @@ def render(res: dict) -> None:
              f"after {res['machine_after']['load_average']} (the machine is shared with other jobs). "
              f"{len(runs)} consecutive runs in {res['seconds']} s.", "",
              f"**{res['passed']} of {len(runs)} runs passed** (switched down and settled within {GOAL_CALLS} calls under "
-             f"load; back on the stitch served before, or one tied with it, within {GOAL_CALLS} calls after).", "",
+             f"load; back on the stitch served before, or one tied with it, within {GOAL_CALLS} calls after). "
+             f"Counting also a run that ends on a more accurate stitch than before that holds the budget (>= 95% of "
+             f"calls after 20; the other jobs' load may have dropped meanwhile): {res.get('passed_or_better')} of "
+             f"{len(runs)}.", "",
              "| run | before (Top-1) | under load (Top-1) | first switch / calls to settle | within budget after "
              "20 calls (load / after) | after (Top-1) | calls to settle | switches (quiet/load/after) | load average "
              "at start | pass |", "|" + "---|" * 10]
