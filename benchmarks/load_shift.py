@@ -93,7 +93,25 @@ def phase_stats(calls: list, sel, budget: float) -> dict:
             "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
             "mean_top1": round(float(np.mean(acc)), 3), "settled_top1": sel.candidates[ids[-1]].accuracy,
             "switches": int(sum(a != b for a, b in zip(ids, ids[1:]))), "calls_to_settle": settled,
+            "switches_per_1000": round(1000 * sum(a != b for a, b in zip(ids, ids[1:])) / len(ids), 1),
             "stitches": sorted(set(ids)), "final": ids[-1]}
+
+
+def goals(phases: dict, sel) -> dict:
+    """Issue 20's recovery goals for the adaptive selector (<= 20 calls; back to the quiet stitch or a
+    tied one; within 1 Top-1 point of the oracle's best after the load; switches per 1,000 calls)."""
+    from snnet_export.engine_folder.profile import tie_groups
+
+    groups = tie_groups(sel.profile, 1)
+    before = phases["quiet"]["adaptive"]["final"]
+    after = phases["recovered"]["adaptive"]
+    calls = sum(p["adaptive"]["calls"] for p in phases.values())
+    best = phases["recovered"]["oracle"]["best_top1"]
+    return {"load_calls_to_settle": phases["load"]["adaptive"]["calls_to_settle"],
+            "recovered_calls_to_settle": after["calls_to_settle"],
+            "back_to_quiet_stitch_or_tied": groups.get(after["final"], after["final"]) == groups.get(before, before),
+            "top1_below_oracle_best": None if best is None else round(best - after["settled_top1"], 3),
+            "switches_per_1000": round(1000 * sum(p["adaptive"]["switches"] for p in phases.values()) / calls, 1)}
 
 
 def hook_overhead(folder: Path, threads: int, n: int = 20000) -> dict:
@@ -145,7 +163,7 @@ def main() -> None:
     res["matmul_peak"] = matmul_peak(args.threads)
     t0 = time.perf_counter()
     prof = profile_from_engines(args.folder, batches=(1,), threads=args.threads, runs=20, min_seconds=0.5,
-                                rounds=5, progress=False, replace=True, peak=False)
+                                rounds=5, progress=False, replace=True, peak=False, time_budget=60.0)
     res["profile_seconds"] = round(time.perf_counter() - t0, 1)
     res["profile_load"] = prof["environment"]["load_average"]
     sels = {"static": Selector(args.folder, threads=args.threads, adaptive=False, latency_stat="p99",
@@ -183,6 +201,7 @@ def main() -> None:
     for p in procs:
         if p.is_alive():
             p.terminate()
+    res["goals"] = goals(res["phases"], sels["adaptive"])
     res["describe_adaptive"] = sels["adaptive"].describe()
     res["hook_overhead"] = hook_overhead(args.folder, args.threads)
     res["machine_after"] = machine_state()
@@ -210,6 +229,13 @@ def render(res: dict) -> None:
                          f"{o['best']} ({o['best_top1']}) | {s['switches']} | {s['calls_to_settle']} | "
                          f"{d['machine_start']['load_average']} |")
     h = res["hook_overhead"]
+    g = res.get("goals")
+    if g:
+        lines += ["", f"Recovery goals (adaptive): calls to settle after the load step **{g['load_calls_to_settle']}** "
+                  f"(goal <= 20); after the load ends **{g['recovered_calls_to_settle']}** (goal <= 20), back on the quiet "
+                  f"phase's stitch or one tied with it: **{g['back_to_quiet_stitch_or_tied']}**; Top-1 below the oracle's "
+                  f"best then: **{g['top1_below_oracle_best']}** points (goal <= 1); switches per 1,000 calls: "
+                  f"**{g['switches_per_1000']}**."]
     lines += ["", f"Adaptive hook overhead per call (no-op model, best of 5 x 20,000 calls): "
               f"**{h['overhead_us']} us** (static {h['static_us_per_call']} us, adaptive {h['adaptive_us_per_call']} us).",
               "", "Oracle: each frontier stitch whose profiled p50 is within 1.5x the budget, timed round-robin at "

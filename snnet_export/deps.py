@@ -18,6 +18,7 @@ EXTRA_FOR = {
     "sklearn": "train",
     "onnxscript": "train",
     "matplotlib": "plot",
+    "plotly": "plot",
     "tensorrt": "trt",
     "cuda": "trt",
     "pytriton": "serve",

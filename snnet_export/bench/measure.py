@@ -2,7 +2,8 @@
 
 ``profile_from_engines`` keeps every selected stitch open and times them with ONNX Runtime (or
 TensorRT engines) in interleaved rounds over all stitches and batches, until each has ``runs``
-timed runs and ``min_seconds`` of timed work; it records throughput (images/s, from the median
+timed runs and ``min_seconds`` of timed work, then keeps sampling the stitches whose ranking is not
+known yet (:mod:`.sampling`: CI target, ties with FLOPs neighbours, time budget); it records throughput (images/s, from the median
 latency), latency mean/p50/p90/p99, the 95 % CI of the median (:mod:`.stats`), the achieved
 fraction of the machine's matmul peak (:mod:`.peak`) and the machine's load and clock, then merges
 into this device's existing profile (:mod:`.merge`). With ``baseline_torch=True`` the same stitches
@@ -18,7 +19,6 @@ import os
 import platform
 import time
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -28,6 +28,7 @@ from .. import __version__
 from ..errors import BenchError
 from .baseline import torch_baseline
 from ..engine_folder.profile import PROFILE_SCHEMA, PROFILE_VERSION, cpu_name, device_name, profile_path
+from .ties import DEFAULT_TARGET
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,8 @@ def profile_from_engines(
     threads: int | None = None, baseline_torch: bool = False, min_seconds: float = 1.0, *,
     ort_mode: str = DEFAULT_ORT_MODE, target: str | None = None, progress: bool = True,
     write: bool = True, reuse: bool = False, spinning: bool | None = None, rounds: int = DEFAULT_ROUNDS,
-    replace: bool = False, peak: bool = True,
+    replace: bool = False, peak: bool = True, ci_target: float | None = DEFAULT_TARGET,
+    time_budget: float | None = None, max_runs: int = 1000,
 ) -> dict[str, Any]:
     """Measure each stitch of an engine folder on this machine and write (or merge) its profile.
 
@@ -264,6 +266,10 @@ def profile_from_engines(
             stitches and batches with the same settings (no measurement).
         peak: measure the machine's FP32 matmul peak first (CPU backends; ~3 s) and record each
             stitch's achieved GFLOP/s as a fraction of it.
+        ci_target, time_budget, max_runs: after the first pass, keep sampling each stitch-batch
+            until its 95 % CI half-width is ``<= ci_target`` (relative; ``None``: first pass only) or
+            it is separated from or tied with its FLOPs neighbours, until ``time_budget`` seconds of
+            measuring are spent, at most ``max_runs`` runs each (:mod:`.sampling`, :mod:`.ties`).
 
     Returns:
         The profile (schema in :mod:`snnet_export.engine_folder.profile`).
@@ -281,7 +287,8 @@ def profile_from_engines(
     manifest = load_manifest(folder)
     if not write:
         return _profile_locked(folder, backend, batches, manifest, configs, warmup, runs, threads, baseline_torch,
-                               min_seconds, ort_mode, target, progress, False, reuse, spinning, (rounds, replace, peak))
+                               min_seconds, ort_mode, target, progress, False, reuse, spinning,
+                               (rounds, replace, peak, (ci_target, time_budget, max_runs)))
     from ..engine_folder.lock import folder_lock
     from ..fileio import check_writable
 
@@ -291,23 +298,25 @@ def profile_from_engines(
     check_writable(probe, "profile", BenchError, folder=False)
     with folder_lock(folder, "bench"):
         return _profile_locked(folder, backend, batches, manifest, configs, warmup, runs, threads, baseline_torch,
-                               min_seconds, ort_mode, target, progress, True, reuse, spinning, (rounds, replace, peak))
+                               min_seconds, ort_mode, target, progress, True, reuse, spinning,
+                               (rounds, replace, peak, (ci_target, time_budget, max_runs)))
 
 
 def _profile_locked(folder: Path, backend: str, batches: tuple[int, ...], manifest: dict[str, Any],
                     configs: str | Sequence[int] | None, warmup: int, runs: int, threads: int | None,
                     baseline_torch: bool, min_seconds: float, ort_mode: str, target: str | None,
                     progress: bool, write: bool, reuse: bool, spinning: bool | None,
-                    more: tuple[int, bool, bool]) -> dict[str, Any]:
+                    more: tuple[int, bool, bool, tuple[float | None, float | None, int]]) -> dict[str, Any]:
     """The measuring part of :func:`profile_from_engines` (under the folder lock when it writes).
 
-    ``more`` is ``(rounds, replace, peak)``.
+    ``more`` is ``(rounds, replace, peak, (ci_target, time_budget, max_runs))``.
     """
     from .merge import finish_profile
     from .peak import add_efficiency, matmul_peak, peak_of_run
+    from .sampling import sample_until_resolved
     from .stats import machine_state
 
-    rounds, replace, peak = more
+    rounds, replace, peak, policy = more
     ids = select_stitches(manifest, configs, folder)
     threads = int(threads or default_threads())
     if reuse and backend == "ort" and spinning is None:
@@ -328,8 +337,8 @@ def _profile_locked(folder: Path, backend: str, batches: tuple[int, ...], manife
     before = machine_state()
     peaks = [matmul_peak(threads)] if peak and backend == "ort" else []
     t0 = time.perf_counter()
-    records, base = _measure(backend, dict(runners), manifest, batches, torch_run,
-                             (warmup, runs, min_seconds, rounds), progress)
+    records, base, sampling = sample_until_resolved(backend, dict(runners), manifest, batches, torch_run,
+                                                    (warmup, runs, min_seconds, rounds), progress, policy)
     seconds = round(time.perf_counter() - t0, 1)
     if peaks:  # before and after: the machine's speed drifts; the run's peak is the better of the two
         extra["matmul_peak"] = peak_of_run(peaks + [matmul_peak(threads)])
@@ -339,8 +348,8 @@ def _profile_locked(folder: Path, backend: str, batches: tuple[int, ...], manife
     extra["cpu_mhz"] = {"before": before["cpu_mhz"], "after": after["cpu_mhz"]}
     extra["timing"] = {"warmup": warmup, "runs": runs, "min_seconds": min_seconds, "rounds": rounds,
                        "throughput": "batch / median latency", "ci95": "order statistics of the median",
-                       "order": "interleaved rounds over all stitches and batches",
-                       "seconds": seconds}
+                       "order": "interleaved rounds over all stitches and batches, then rounds over the unsettled",
+                       "seconds": seconds, "sampling": sampling}
     add_efficiency(records, manifest, (extra.get("matmul_peak") or {}).get("gflops"))
     profile: dict[str, Any] = {
         "schema": PROFILE_SCHEMA, "version": PROFILE_VERSION, "device": device, "backend": backend,
@@ -351,46 +360,4 @@ def _profile_locked(folder: Path, backend: str, batches: tuple[int, ...], manife
     profile.update({"ort_mode": ort_mode} if backend == "ort" else {"target": extra["target"]})
     if torch_run is not None:
         profile["baseline"] = {"torch": base}
-    return finish_profile(folder, profile, write, replace)
-
-
-def _measure(backend: str, runners: Mapping[int, Runner], manifest: Mapping[str, Any],
-             batches: Sequence[int], torch_run: Callable[[int], Runner] | None,
-             timing: tuple[int, int, float, int], progress: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Time every stitch at every batch in interleaved rounds (PyTorch interleaved too).
-
-    Returns:
-        ``(records, baseline records)``, one record per stitch and batch, in id order.
-    """
-    from ..progress import TRAIN_SECONDS, progress_bar
-
-    warmup, runs, min_seconds, rounds = timing
-    rounds = max(1, int(rounds))
-    rng = np.random.default_rng(0)
-    inputs = {b: rng.standard_normal((b, *manifest["input_shape"])).astype(np.float32) for b in batches}
-    ids = list(runners)
-    torch_runs = {i: torch_run(i) for i in ids} if torch_run is not None else {}
-    lat: dict[tuple[str, int, int], list[float]] = {}
-    per_round = max(1, math.ceil(runs / rounds))
-    bar = progress_bar(None, desc=f"bench {backend}", unit="stitch", disable=not progress, total=rounds * len(ids),
-                       every_seconds=TRAIN_SECONDS)
-    for r in range(rounds):
-        shift = (r * len(ids)) // rounds  # each round starts at another stitch
-        for cfg_id in ids[shift:] + ids[:shift]:
-            for batch, x in inputs.items():
-                fns: dict[str, Callable[[], Any]] = {backend: partial(runners[cfg_id], x)}
-                if torch_run is not None:
-                    fns["torch"] = partial(torch_runs[cfg_id], x)
-                got = time_interleaved(fns, warmup if r == 0 else min(1, warmup), per_round,
-                                       min_seconds / rounds)
-                for name, values in got.items():
-                    lat.setdefault((name, cfg_id, batch), []).extend(values)
-            bar.update(1)
-        bar.set_postfix_str(f"round {r + 1}/{rounds}")
-    bar.close()
-    records = [{"id": i, **latency_stats(lat[backend, i, b], b)} for i in ids for b in batches]
-    base = [{"id": i, **latency_stats(lat["torch", i, b], b)} for i in ids for b in batches] if torch_runs else []
-    for rec in records:
-        log.debug("stitch %d batch %d: p50 %.3f ms, CI %s", rec["id"], rec["batch"], rec["latency_ms"]["p50"],
-                  rec["latency_ms"]["ci95"])
-    return records, base
+    return finish_profile(folder, profile, write, replace, manifest)

@@ -92,38 +92,93 @@ def ranking_quality(profile: Mapping[str, Any], max_rel_ci: float = MAX_REL_CI) 
         noisy = sorted(i for i, w in widths.items() if w > max_rel_ci)
         out["batches"][str(batch)] = {"median_rel_ci": round(float(np.median(list(widths.values()))), 4),
                                       "max_rel_ci": round(max(widths.values()), 4), "noisy": noisy,
-                                      "rankable": not noisy}
+                                      "rankable": not noisy, **_tie_summary(profile, batch)}
     return out
+
+
+def _tie_summary(profile: Mapping[str, Any], batch: int) -> dict[str, Any]:
+    """Resolved share, unresolved ids and tie groups of one batch (records judged by :mod:`.ties`)."""
+    recs = [r for r in profile["stitches"] if r["batch"] == batch and "resolved" in r]
+    if not recs:
+        return {}
+    groups = {tuple(r["tie_group"]) for r in recs if len(r.get("tie_group", ())) > 1}
+    unresolved = sorted(r["id"] for r in recs if not r["resolved"])
+    return {"resolved_share": round(1 - len(unresolved) / len(recs), 4), "unresolved": unresolved,
+            "tie_groups": sorted(list(g) for g in groups)}
 
 
 def quality_warnings(quality: Mapping[str, Any]) -> list[str]:
     """One line per batch whose spread is too large to rank its stitches."""
     lines = []
     for batch, q in (quality.get("batches") or {}).items():
-        if q.get("noisy"):
+        if q.get("unresolved"):
+            ids = q["unresolved"]
+            lines.append(f"batch {batch}: {len(ids)} stitch(es) neither separated from nor tied with a FLOPs "
+                         f"neighbour (ids {ids[:10]}{' ...' if len(ids) > 10 else ''}; {100 * q['resolved_share']:.0f}% "
+                         "resolved): their ranking is not resolved; re-bench them with a larger --time-budget or "
+                         "on a quieter machine (the profile merges)")
+        elif q.get("noisy"):
             ids = q["noisy"]
+            what = ("their throughput figures are imprecise (their order against their FLOPs neighbours is "
+                    "resolved)") if "unresolved" in q else "their ranking is not resolved"
             lines.append(f"batch {batch}: {len(ids)} stitch(es) have a 95% CI of the median latency wider than "
                          f"{quality['max_rel_ci']:.0%} (worst {q['max_rel_ci']:.0%}; ids {ids[:10]}"
-                         f"{' ...' if len(ids) > 10 else ''}): their ranking is not resolved; re-bench them "
+                         f"{' ...' if len(ids) > 10 else ''}): {what}; re-bench them "
                          "on a quieter machine or with more --runs/--rounds (the profile merges)")
     return lines
 
 
-def finish_profile(folder: Path, profile: dict[str, Any], write: bool, replace: bool) -> dict[str, Any]:
-    """Merge ``profile`` into this device's existing one (unless ``replace``), judge its spread, warn, write."""
-    from ..engine_folder.profile import find_profile, profile_path
-    from ..fileio import write_json_atomic
+def finish_profile(folder: Path, profile: dict[str, Any], write: bool, replace: bool,
+                   manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Merge ``profile`` into this device's existing one (unless ``replace``) and into a measurement an
+    earlier run could not write (:mod:`.unsaved`), judge its spread and ties (:mod:`.ties`, over the
+    merged records, with ``manifest``'s FLOPs), warn, write atomically.
 
+    Raises:
+        BenchError: the write failed (one line: the previous profile is intact, where this run's
+            measurement was kept for the next run to merge).
+    """
+    from ..engine_folder.profile import find_profile, profile_path
+    from .ties import DEFAULT_TARGET, annotate
+    from .unsaved import take_unsaved
+
+    path = profile_path(folder, profile["device"], profile["backend"])
+    fresh = dict(profile)
     old = find_profile(folder, profile["backend"], profile["device"]) if write and not replace else None
+    sides = take_unsaved(path) if write else []
+    for side, unsaved in sides:  # older than this run's measurement, newer than the profile's
+        if incompatibility(unsaved, profile) is None:
+            name = old["_file"] if old is not None else side.name
+            old = dict(merge_profiles(old, unsaved) if old is not None else unsaved, _file=name)
+            log.info("merging the measurement an earlier run could not write (%s)", side)
     if old is not None:
         profile = merge_profiles(old, profile, where=str(folder / old["_file"]))
         log.info("merged into %s: %d records", old["_file"], len(profile["stitches"]))
-    else:
-        profile["quality"] = ranking_quality(profile)
+    if manifest is not None:
+        target = ((profile.get("environment") or {}).get("timing") or {}).get("sampling", {}).get("ci_target")
+        annotate(profile["stitches"], {e["id"]: float(e.get("flops") or 0.0) for e in manifest["configs"]},
+                 target or DEFAULT_TARGET)
+    profile["quality"] = ranking_quality(profile)
     for line in quality_warnings(profile["quality"]):
         log.warning(line)
     if write:
-        path = profile_path(folder, profile["device"], profile["backend"])
-        write_json_atomic(path, profile)
-        log.debug("profile of %d records written to %s", len(profile["stitches"]), path)
+        _write(path, profile, fresh, [s for s, _ in sides])
     return profile
+
+
+def _write(path: Path, profile: dict[str, Any], fresh: dict[str, Any], sides: list[Path]) -> None:
+    """Write the profile atomically; on failure keep ``fresh`` (this run's measurement) aside and say so."""
+    from .. import fileio
+    from .unsaved import drop_unsaved, keep_unsaved
+
+    try:
+        fileio.write_json_atomic(path, profile)
+    except OSError as exc:
+        fresh.pop("_file", None)
+        side, why = keep_unsaved(path, fresh)
+        kept = (f"this run's measurement is kept in {side} and the next bench of this folder merges it"
+                if side else f"this run's measurement could not be kept either ({why})")
+        raise BenchError(f"could not write {path} ({exc.strerror or exc}); the previous profile is intact; "
+                         f"{kept}; free space or fix permissions, then re-run bench") from None
+    drop_unsaved([s for s in sides if s != path])
+    log.debug("profile of %d records written to %s", len(profile["stitches"]), path)

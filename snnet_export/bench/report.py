@@ -1,4 +1,4 @@
-"""A readable report of a measured profile: ``report.md`` and the throughput-vs-Top-1 plot.
+"""A readable report of a measured profile: ``report.md``, the throughput-vs-Top-1 plot and ``report.html``.
 
 ``report_from_profile`` joins a profile (``snnet-export bench``) with the manifest's FLOPs, params
 and accuracy, draws every stitch as a point (throughput at one batch on x, Top-1 on y; FLOPs as a
@@ -41,6 +41,7 @@ class Point:
     mparams: float
     ci: tuple[float, float] | None = None  # throughput 95 % CI of the median
     of_peak: float | None = None  # achieved GFLOP/s / the run's matmul peak
+    tie_group: tuple[int, ...] = ()  # ids tied with it in speed (bench.ties), itself included
 
 
 def _profile(folder: Path, profile: str | Path | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def points_from_profile(manifest: Mapping[str, Any], profile: Mapping[str, Any],
                          float(rec["throughput"]), float(rec["latency_ms"]["p50"]),
                          float(rec["latency_ms"]["p99"]), accuracy_of(e), e["flops"] / 1e9, e["params"] / 1e6,
                          tuple(rec["throughput_ci95"]) if rec.get("throughput_ci95") else None,
-                         (rec.get("efficiency") or {}).get("of_peak")))
+                         (rec.get("efficiency") or {}).get("of_peak"), tuple(rec.get("tie_group") or (cfg_id,))))
     return out
 
 
@@ -91,7 +92,8 @@ def flops_fit(points: Sequence[Point]) -> dict[str, float] | None:
 def frontier(points: Sequence[Point], proxy: bool) -> list[Point]:
     """The Pareto-optimal points (throughput and Top-1, or GFLOPs as proxy), fastest last."""
     by_id = {p.id: p for p in points}
-    ids = pareto_front((p.id, p.throughput, p.gflops if proxy or p.top1 is None else p.top1) for p in points)
+    groups = {p.id: min(p.tie_group) for p in points if len(p.tie_group) > 1}
+    ids = pareto_front(((p.id, p.throughput, p.gflops if proxy or p.top1 is None else p.top1) for p in points), groups)
     return [by_id[i] for i in ids]
 
 
@@ -127,6 +129,11 @@ def _plot(points: Sequence[Point], front: Sequence[Point], fit: dict[str, float]
         ax.errorbar([p.throughput for p, _ in with_ci], [yof(p) for p, _ in with_ci],
                     xerr=[[p.throughput - ci[0] for p, ci in with_ci], [ci[1] - p.throughput for p, ci in with_ci]],
                     fmt="none", ecolor="gray", elinewidth=0.8, alpha=0.7, zorder=1)
+    for members in sorted({p.tie_group for p in points if len(p.tie_group) > 1}):
+        pts = sorted((p for p in points if p.id in members), key=lambda p: p.throughput)
+        ax.plot([p.throughput for p in pts], [yof(p) for p in pts], color="gray", lw=4, alpha=0.25, zorder=0,
+                solid_capstyle="round", label="tie group (speeds not resolved)" if members == min(
+                    q.tie_group for q in points if len(q.tie_group) > 1) else None)
     loose = unresolved(front)
     if loose:
         pts = [p for p in front if p.id in loose]
@@ -172,14 +179,15 @@ def _fmt(v: float | None, digits: int = 1) -> str:
 
 def _table(points: Sequence[Point], speedup: Mapping[int, float] | None, loose: set[int] | None = None) -> list[str]:
     head = ("| id | path | throughput (img/s) | 95% CI | latency p50 (ms) | p99 (ms) | Top-1 (%) | GFLOPs | Mparams "
-            "| of matmul peak |")
-    rows = [head + (" vs PyTorch |" if speedup else ""), "|" + "---|" * (10 + bool(speedup))]
+            "| of matmul peak | tie group |")
+    rows = [head + (" vs PyTorch |" if speedup else ""), "|" + "---|" * (11 + bool(speedup))]
     for p in points:
         ci = f"{p.ci[0]:,.1f}-{p.ci[1]:,.1f}" if p.ci else "-"
         mark = " (not resolved)" if loose and p.id in loose else ""
         row = (f"| {p.id} | {p.path}{mark} | {_fmt(p.throughput)} | {ci} | {_fmt(p.p50, 2)} | {_fmt(p.p99, 2)} | "
                f"{_fmt(p.top1, 2)} | {p.gflops:.3f} | {p.mparams:.2f} | "
-               f"{'-' if p.of_peak is None else f'{100 * p.of_peak:.0f}%'} |")
+               f"{'-' if p.of_peak is None else f'{100 * p.of_peak:.0f}%'} | "
+               f"{','.join(map(str, p.tie_group)) if len(p.tie_group) > 1 else '-'} |")
         rows.append(row + (f" {_fmt(speedup.get(p.id), 2)}x |" if speedup else ""))
     return rows
 
@@ -228,7 +236,7 @@ def _env_lines(profile: Mapping[str, Any]) -> list[str]:
 
 def report_from_profile(folder: str | Path, profile: str | Path | Mapping[str, Any] | None = None,
                         batch: int | None = None) -> Path:
-    """Write ``report.md``, ``throughput_vs_top1.png`` and ``.svg`` into the engine folder.
+    """Write ``report.md``, ``throughput_vs_top1.png`` and ``.svg`` and ``report.html`` into the engine folder.
 
     Args:
         folder: the engine folder (its manifest gives FLOPs, params and accuracy).
@@ -265,11 +273,29 @@ def report_from_profile(folder: str | Path, profile: str | Path | Mapping[str, A
     for fmt in ("png", "svg"):
         with atomic_path(folder / f"{PLOT}.{fmt}") as tmp:
             fig.savefig(tmp, format=fmt, dpi=130)
+    _html(folder, manifest, prof, batches, proxy, f"{title} ({prof.get('backend')})")
     text = _markdown(manifest, prof, points, front, fit, proxy, batch, speedup, title)
     path = folder / REPORT
     write_bytes_atomic(path, text.encode())
     log.debug("report written to %s (%d stitches, %d on the frontier)", path, len(points), len(front))
     return path
+
+
+def _html(folder: Path, manifest: Mapping[str, Any], prof: Mapping[str, Any], batches: Sequence[int],
+          proxy: bool, title: str) -> None:
+    """``report.html``: every measured batch as a series (skipped, with a warning, without plotly)."""
+    from ..deps import _spec_exists
+    from .report_html import write_html_report
+
+    if not _spec_exists("plotly"):
+        log.warning("report.html skipped: plotly is not installed (pip install 'snnet-export[plot]')")
+        return
+    series = {}
+    for b in batches:
+        pts = points_from_profile(manifest, prof, int(b))
+        if pts:
+            series[int(b)] = (pts, frontier(pts, proxy))
+    write_html_report(folder, series, proxy, title)
 
 
 def _markdown(manifest: Mapping[str, Any], prof: Mapping[str, Any], points: Sequence[Point],
@@ -289,7 +315,10 @@ def _markdown(manifest: Mapping[str, Any], prof: Mapping[str, Any], points: Sequ
                 "the manifest): GFLOPs stand in for Top-1 in the plot and the frontier (more FLOPs taken as "
                 "more accurate). "
                 "Export with `--accuracy results.jsonl` for the real frontier.", ""]
-    out += [f"![throughput vs {metric}]({PLOT}.png)", "", f"## Pareto frontier (batch {batch})", ""]
+    out += [f"![throughput vs {metric}]({PLOT}.png)", "",
+            "Interactive version (hover for id, Top-1, throughput +- CI, GFLOPs, tie group; every batch): "
+            "[report.html](report.html). Gray bands join the members of a tie group (speeds not resolved).", "",
+            f"## Pareto frontier (batch {batch})", ""]
     loose = unresolved(front)
     out += _table(front, speedup, loose) + [""]
     if loose:

@@ -303,8 +303,13 @@ def demo(workdir: str, fast: bool) -> None:
 @click.option("--target", default=None, help="TensorRT target whose engines to time (default: the only one).")
 @click.option("--rounds", type=click.IntRange(1), default=5, show_default=True, help="Interleaved rounds over all stitches.")
 @click.option("--replace", is_flag=True, help="Replace this device's profile, not merge (needed if settings differ).")
+@click.option("--ci-target", type=FiniteFloat(0), default=0.02, show_default=True,
+              help="Keep sampling a stitch until its median's 95% CI half-width is this fraction of the median, "
+                   "or it is separated from / tied with its FLOPs neighbours (0: first pass only).")
+@click.option("--time-budget", type=FiniteFloat(0), default=None, help="Seconds of measuring at most [default: no limit].")
 def bench(folder: Path, backend: str, batches: str, configs: str | None, baseline: str | None, threads: int | None, runs: int,
-          warmup: int, min_seconds: float, ort_mode: str, spinning: bool | None, target: str | None, rounds: int, replace: bool) -> None:
+          warmup: int, min_seconds: float, ort_mode: str, spinning: bool | None, target: str | None, rounds: int, replace: bool,
+          ci_target: float, time_budget: float | None) -> None:
     """Measure the stitches of FOLDER on this machine; writes (merges into) FOLDER/profile.<device>.json."""
     from ..bench.measure import profile_from_engines
     from ..bench.report import bench_rows
@@ -312,7 +317,8 @@ def bench(folder: Path, backend: str, batches: str, configs: str | None, baselin
 
     prof = profile_from_engines(folder, backend=backend, batches=batches, configs=configs, warmup=warmup, runs=runs,
                                 threads=threads, baseline_torch=baseline == "torch", min_seconds=min_seconds,
-                                ort_mode=ort_mode, spinning=spinning, target=target, rounds=rounds, replace=replace)
+                                ort_mode=ort_mode, spinning=spinning, target=target, rounds=rounds, replace=replace,
+                                ci_target=ci_target or None, time_budget=time_budget)
     emit_table(*bench_rows(prof))
     peak = (prof["environment"].get("matmul_peak") or {}).get("gflops")
     click.echo(f"profile: {profile_path(folder, prof['device'], backend)}"

@@ -84,18 +84,24 @@ penalty; else the factors. Predicted throughput = profiled / speed factor; predi
 percentile = profiled percentile x latency factor. The selector, acting on ``RETURN``, activates
 ``return_to`` when it is on the frontier, else chooses with up-switch margin 1.0.
 
-The loop only sees the device through the stitch that runs: without penalties a fast stitch that
-looks as profiled would invite a switch back up to a stitch that is still slow, over and over.
+Selector.choose (``max`` keeps the first of equals in frontier order, slowest first): ``fits`` =
+frontier stitches meeting the budget at margin 1.0; none: the fastest (predicted). ``best`` = the
+most accurate of ``fits``. If the running stitch misses at 1.0 (or is off the frontier): in
+``CORRECTED`` the most accurate stitch meeting margin ``1 + hysteresis`` if any, else ``best``. If
+``best`` is not more accurate than the running one: ``best``. Else an up-switch: to the most
+accurate of ``fits`` that is more accurate than the running one and meets margin ``1 + hysteresis``
+(margin 1.0 when acting on a ``RETURN``), else stay. In
+``CORRECTED`` it switches *up* (to a more accurate stitch, not on a return) only once the running
+stitch has ``run >= W`` (``dwelt``): the factors then come from that stitch alone, so a load that
+fluctuates does not walk the choice up and down.
 
 Defaults: W = 20, ``check_every`` 3, ``min_samples`` 10, ``enter`` 1.10, ``leave`` 1.05,
 ``tail_enter`` 1.30, ``tail_leave`` 1.15, ``min_change`` 0.03, ``calm_max`` 32. A load step is
 followed after about ``W / 2`` calls (one or two calls for a tail budget); the return after about
 ``min_samples + check_every`` calls of the recovered device.
 
-Memory is bounded: one W-long deque plus one ``history``-long deque per stitch that ran
-(``observed``) and one penalty per frontier stitch. ``record`` costs a lock, a few appends and,
-every ``check_every`` calls, a few sorts of W floats (a few us in CPython; measured in
-``benchmarks/load_shift.py``). Standard library only.
+Memory: one W-long deque, one ``history``-long deque and at most one penalty per stitch. ``record``
+costs a lock, a few appends and, every ``check_every`` calls, a few sorts of W floats. Stdlib only.
 """
 from __future__ import annotations
 
@@ -166,20 +172,23 @@ class LatencyTracker:
         self._enter, self._leave, self._tail_enter, self._tail_leave = bands
         self._lock = threading.Lock()
         self._calls = 0
-        self.state = NOMINAL  # plain attribute assignments: safe to read without the lock
-        self.correction = 1.0
+        self._penalty: dict[int, tuple[float, float]] = {}
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """The state at start and after ``reset`` (plain attribute assignments: safe to read without the lock)."""
+        self._window.clear()
+        self._seen.clear()
+        self._penalty.clear()
+        self.state, self.correction, self.pending, self._chosen_with = NOMINAL, 1.0, NONE, (1.0, 1.0)
         self.inflation: float | None = None
         self._tails: dict[str, float] | None = None  # replaced whole, never mutated: safe to read
-        self._chosen_with = (1.0, 1.0)
         self._last: int | None = None
-        self._calm, self._streak, self._returned_at = 1, 0, -1
-        self._penalty: dict[int, tuple[float, float]] = {}
-        self._run = 0  # consecutive samples of the stitch that runs now
+        self._calm, self._streak, self._returned_at, self._run = 1, 0, -1, 0  # run: samples of the running stitch
         self._settled: tuple[int, float, float] | None = None  # (stitch, factors) at the last quiet check
         self.home: tuple[int, float, float] | None = None  # where a return goes: (stitch, speed, latency factor)
         self.return_to: int | None = None  # the stitch of the last RETURN (None: the profile's choice)
         self._credit: tuple[int, float, float] | None = None  # home after a CORRECTED return
-        self.pending = NONE
 
     # ---- profile look-ups ----
     def _lookup(self, kind: str, stitch: int, batch: int) -> float:
@@ -207,6 +216,11 @@ class LatencyTracker:
     def corrected(self) -> bool:
         """Whether the device is off its profile (decisions use the observed factors)."""
         return self.state == CORRECTED
+
+    @property
+    def dwelt(self) -> bool:
+        """Whether the running stitch has given ``W`` samples since it was switched to (up-switches wait for it)."""
+        return self._run >= self._size
 
     @property
     def speed_factor(self) -> float:
@@ -383,10 +397,4 @@ class LatencyTracker:
     def reset(self) -> None:
         """Forget every observation (back to ``NOMINAL``), e.g. after a new profile."""
         with self._lock:
-            self._window.clear()
-            self._seen.clear()
-            self.state, self.correction, self.inflation, self._tails = NOMINAL, 1.0, None, None
-            self._chosen_with, self._last, self.pending = (1.0, 1.0), None, NONE
-            self._calm, self._streak, self._returned_at = 1, 0, -1
-            self._penalty.clear()
-            self._run, self._settled, self.home, self.return_to, self._credit = 0, None, None, None, None
+            self._fresh()

@@ -255,8 +255,7 @@ class Selector:
         return True
 
     def choose(self, returning: bool = False) -> int:
-        """The stitch the budget calls for: up-switches need margin ``1 + hysteresis`` (1.0 ``returning``); a forced
-        down-switch while ``CORRECTED`` takes the best meeting ``1 + hysteresis`` if any; ties: first in frontier order."""
+        """The stitch the budget calls for (margins and the closed loop's rules: :mod:`.adaptive`, "Factors")."""
         front = [self.candidates[i] for i in self.frontier]
         fits = [c for c in front if self._meets(c, 1.0)]
         if not fits:
@@ -272,8 +271,9 @@ class Selector:
             return max(safe, key=lambda c: c.accuracy).id if safe else best.id
         if best.accuracy <= cur.accuracy:
             return best.id
-        # switching up: only to a stitch that clears the budget by the hysteresis margin
-        ups = [c for c in fits if c.accuracy > cur.accuracy and self._meets(c, up)]
+        if not returning and self.tracker is not None and self.tracker.corrected and not self.tracker.dwelt:
+            return cur.id  # CORRECTED: up-switches wait until the running stitch gave a full window
+        ups = [c for c in fits if c.accuracy > cur.accuracy and self._meets(c, up)]  # up: clear the margin
         return max(ups, key=lambda c: c.accuracy).id if ups else cur.id
 
     def set_budget(self, min_throughput: float | None = None, batch: int | None = None,
