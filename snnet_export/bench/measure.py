@@ -313,7 +313,11 @@ def _profile_locked(folder: Path, backend: str, batches: tuple[int, ...], manife
     """
     from .merge import finish_profile
     from .peak import add_efficiency, matmul_peak, peak_of_run
-    from .sampling import sample_until_resolved
+    import sys
+
+    from . import sampling
+
+    sampling._measure = sys.modules[__name__]
     from .stats import machine_state
 
     rounds, replace, peak, policy = more
@@ -337,7 +341,7 @@ def _profile_locked(folder: Path, backend: str, batches: tuple[int, ...], manife
     before = machine_state()
     peaks = [matmul_peak(threads)] if peak and backend == "ort" else []
     t0 = time.perf_counter()
-    records, base, sampling = sample_until_resolved(backend, dict(runners), manifest, batches, torch_run,
+    records, base, summary = sampling.sample_until_resolved(backend, dict(runners), manifest, batches, torch_run,
                                                     (warmup, runs, min_seconds, rounds), progress, policy)
     seconds = round(time.perf_counter() - t0, 1)
     if peaks:  # before and after: the machine's speed drifts; the run's peak is the better of the two
@@ -349,7 +353,7 @@ def _profile_locked(folder: Path, backend: str, batches: tuple[int, ...], manife
     extra["timing"] = {"warmup": warmup, "runs": runs, "min_seconds": min_seconds, "rounds": rounds,
                        "throughput": "batch / median latency", "ci95": "order statistics of the median",
                        "order": "interleaved rounds over all stitches and batches, then rounds over the unsettled",
-                       "seconds": seconds, "sampling": sampling}
+                       "seconds": seconds, "sampling": summary}
     add_efficiency(records, manifest, (extra.get("matmul_peak") or {}).get("gflops"))
     profile: dict[str, Any] = {
         "schema": PROFILE_SCHEMA, "version": PROFILE_VERSION, "device": device, "backend": backend,

@@ -33,12 +33,12 @@ class Recorder:
     def __init__(self, sel: Selector, rng: random.Random) -> None:
         self.sel, self.rng = sel, rng
         self.events: list[dict[str, Any]] = []
-        self._rechose: list[bool] = []
+        self._rechose: list[int] = []
         tracker = sel.tracker
         if tracker is not None:  # capture record()'s answer (observe() itself returns nothing)
             record = tracker.record
 
-            def spy(stitch: int, batch: int, seconds: float) -> bool:
+            def spy(stitch: int, batch: int, seconds: float) -> int:
                 moved = record(stitch, batch, seconds)
                 self._rechose.append(moved)
                 return moved

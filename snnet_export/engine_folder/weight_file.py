@@ -64,7 +64,7 @@ class WeightFile:
         self._checked: set[int] = set()
         self._lock = threading.Lock()
 
-    def raw(self, index: int) -> np.ndarray:
+    def raw(self, index: int) -> np.ndarray[Any, Any]:
         """Bytes of tensor ``index`` as a read-only uint8 view of the map (verified)."""
         rec = self.tensors[index]
         view = self._map[rec["offset"]: rec["offset"] + rec["length"]]
@@ -77,7 +77,7 @@ class WeightFile:
                 self._checked.add(index)
         return view
 
-    def array(self, index: int) -> np.ndarray:
+    def array(self, index: int) -> np.ndarray[Any, Any]:
         """Tensor ``index`` as a zero-copy NumPy view with its dtype and shape."""
         rec = self.tensors[index]
         dtype = DTYPES.get(rec["dtype"])

@@ -22,7 +22,7 @@ from .residency import MiB, Residency, ResidentRunner, check_budget, estimate_se
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[[np.ndarray], np.ndarray]
+Runner = Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]
 
 
 class _Guarded:
@@ -37,7 +37,7 @@ class _Guarded:
     def __init__(self, runner: Runner, path: Path, stamp: tuple[int, int, int]) -> None:
         self.runner, self.path, self.stamp = runner, path, stamp
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         check_unchanged(self.path, self.stamp)
         return self.runner(x)
 

@@ -40,7 +40,7 @@ BYTES_PER_GRAPH_BYTE = 64
 #: cold-switch timings kept for the percentiles
 _KEEP = 512
 
-Runner = Callable[[np.ndarray], np.ndarray]
+Runner = Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]
 
 
 def rss_anon_bytes() -> int | None:
@@ -206,7 +206,7 @@ class Residency:
             self._busy -= 1
             self._cond.notify_all()
 
-    def run(self, cfg_id: int, x: np.ndarray) -> np.ndarray:
+    def run(self, cfg_id: int, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Run ``x`` on stitch ``cfg_id``, loading it first when it is not resident."""
         runner = self.acquire(cfg_id)
         try:
@@ -262,5 +262,5 @@ class ResidentRunner:
     def __init__(self, residency: Residency, cfg_id: int) -> None:
         self.residency, self.cfg_id = residency, cfg_id
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         return self.residency.run(self.cfg_id, x)

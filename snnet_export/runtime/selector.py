@@ -54,7 +54,7 @@ class Output(NamedTuple):
     """One call's result with the id of the stitch that produced it (:meth:`Selector.run_with_id`)."""
 
     stitch: int
-    logits: np.ndarray
+    logits: np.ndarray[Any, Any]
 
 
 def _check_budget(min_throughput: float | None, max_latency_ms: float | None, batch: int | None) -> None:
@@ -67,7 +67,7 @@ def _check_budget(min_throughput: float | None, max_latency_ms: float | None, ba
         raise SelectorError(f"batch must be a positive integer, got {batch!r}")
 
 
-def _closed(x: np.ndarray) -> np.ndarray:
+def _closed(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     raise SelectorError("this Selector is closed: open a new one")
 
 
@@ -133,7 +133,7 @@ class Selector:
         self._runners = self._load_runners(ids, threads) if ids or max_resident_mb else {}
         self._lock = threading.Lock()
         best = max(self.frontier, key=lambda i: self.candidates[i].accuracy)
-        self._active: tuple[int, Callable[[np.ndarray], np.ndarray] | None] = (best, self._runners.get(best))
+        self._active: tuple[int, Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]] | None] = (best, self._runners.get(best))
         self.budget: dict[str, Any] = {}
         self._clock = clock
         lat = {(c.id, b): v for c in self.candidates.values() for b, v in c.latency_ms.items()}
@@ -202,7 +202,7 @@ class Selector:
         pts = [(c.id, c.throughput.get(batch, 0.0), c.accuracy) for c in self.candidates.values()]
         return pareto_front(pts, tie_groups(self.profile, batch))
 
-    def _load_runners(self, ids: list[int], threads: int | None) -> dict[int, Callable[[np.ndarray], np.ndarray]]:
+    def _load_runners(self, ids: list[int], threads: int | None) -> dict[int, Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]]:
         if self.backend == "trt" and self.max_resident_mb is not None:
             raise SelectorError("max_resident_mb is implemented for ONNX Runtime sessions: use backend='ort'")
         if self.backend == "trt":
@@ -320,7 +320,7 @@ class Selector:
                 finally:
                     self._lock.release()
 
-    def run(self, x: np.ndarray, stitch: int | None = None) -> np.ndarray:
+    def run(self, x: np.ndarray[Any, Any], stitch: int | None = None) -> np.ndarray[Any, Any]:
         """Run ``x`` on the active stitch (or on resident ``stitch``)."""
         if stitch is not None:
             return self._runners[stitch](x)
@@ -328,7 +328,7 @@ class Selector:
 
     __call__ = run
 
-    def _serve(self, x: np.ndarray) -> tuple[int, np.ndarray]:
+    def _serve(self, x: np.ndarray[Any, Any]) -> tuple[int, np.ndarray[Any, Any]]:
         """Run ``x`` on the active stitch, timing the call when adaptive; ``(stitch id, logits)``."""
         cfg_id, runner = self._active  # one atomic read: a concurrent switch never tears a call
         if runner is None:
@@ -340,7 +340,7 @@ class Selector:
         self.observe(cfg_id, len(x), self._clock() - t0)
         return cfg_id, y
 
-    def run_with_id(self, x: np.ndarray) -> Output:
+    def run_with_id(self, x: np.ndarray[Any, Any]) -> Output:
         """Run ``x`` on the active stitch; returns ``Output(stitch, logits)``. The id is the stitch that ran
         this call (read in one atomic step with its runner), right even while other threads change the budget."""
         return Output(*self._serve(x))

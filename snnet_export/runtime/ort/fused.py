@@ -53,7 +53,7 @@ class _Index:
         n = self.producer.get(name)
         return n if n is not None and n.op_type == op else None
 
-    def const(self, name: str) -> np.ndarray | None:
+    def const(self, name: str) -> np.ndarray[Any, Any] | None:
         """Value of a Constant node's output or an embedded initializer, else ``None``."""
         n = self.producer.get(name)
         if n is not None and n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":

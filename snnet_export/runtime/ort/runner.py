@@ -221,9 +221,9 @@ class OrtRunner:
             self.run_options = ort.RunOptions()
             self.run_options.add_run_config_entry(*SHRINK_ARENA)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         try:
-            out: np.ndarray = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)},
+            out: np.ndarray[Any, Any] = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)},
                                                self.run_options)[0]
             return out
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidArgument types

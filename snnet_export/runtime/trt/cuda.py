@@ -37,8 +37,8 @@ class CudaBackend(Protocol):
 
     def alloc(self, nbytes: int) -> int: ...
     def free(self, ptr: int) -> None: ...
-    def htod(self, dst: int, src: np.ndarray, stream: int) -> None: ...
-    def dtoh(self, dst: np.ndarray, src: int, stream: int) -> None: ...
+    def htod(self, dst: int, src: np.ndarray[Any, Any], stream: int) -> None: ...
+    def dtoh(self, dst: np.ndarray[Any, Any], src: int, stream: int) -> None: ...
     def stream(self) -> int: ...
     def destroy_stream(self, stream: int) -> None: ...
     def sync(self, stream: int) -> None: ...
@@ -89,11 +89,11 @@ class CudaPythonBackend:
     def free(self, ptr: int) -> None:
         self._check(self.rt.cudaFree(ptr), "cudaFree")
 
-    def htod(self, dst: int, src: np.ndarray, stream: int) -> None:
+    def htod(self, dst: int, src: np.ndarray[Any, Any], stream: int) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
         self._check(self.rt.cudaMemcpyAsync(dst, src.ctypes.data, src.nbytes, kind, stream), "cudaMemcpyAsync(HtoD)")
 
-    def dtoh(self, dst: np.ndarray, src: int, stream: int) -> None:
+    def dtoh(self, dst: np.ndarray[Any, Any], src: int, stream: int) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._check(self.rt.cudaMemcpyAsync(dst.ctypes.data, src, dst.nbytes, kind, stream), "cudaMemcpyAsync(DtoH)")
 
@@ -179,10 +179,10 @@ class PyCudaBackend:
         if mem is not None and self.ctx is not None:
             self._call("free", mem.free)
 
-    def htod(self, dst: int, src: np.ndarray, stream: int) -> None:
+    def htod(self, dst: int, src: np.ndarray[Any, Any], stream: int) -> None:
         self._call("memcpy_htod_async", self.drv.memcpy_htod_async, dst, src, self._streams[stream])
 
-    def dtoh(self, dst: np.ndarray, src: int, stream: int) -> None:
+    def dtoh(self, dst: np.ndarray[Any, Any], src: int, stream: int) -> None:
         self._call("memcpy_dtoh_async", self.drv.memcpy_dtoh_async, dst, src, self._streams[stream])
 
     def stream(self) -> int:

@@ -213,8 +213,8 @@ class TrtEngine:
             raise BuildError(f"{self.path} has inputs {ins} and outputs {outs}; a stitch engine has one of each")
         self.input_name, self.output_name = ins[0], outs[0]
         nptype: Callable[[trt.DataType], type] = trt.nptype  # untyped in the stubs
-        self.input_dtype = np.dtype(nptype(self.engine.get_tensor_dtype(self.input_name)))
-        self.output_dtype = np.dtype(nptype(self.engine.get_tensor_dtype(self.output_name)))
+        self.input_dtype: np.dtype[Any] = np.dtype(nptype(self.engine.get_tensor_dtype(self.input_name)))
+        self.output_dtype: np.dtype[Any] = np.dtype(nptype(self.engine.get_tensor_dtype(self.output_name)))
         lo, _, hi = self.engine.get_tensor_profile_shape(self.input_name, 0)  # min, opt, max Dims
         self.min_shape, self.max_shape = _shape(lo), _shape(hi)
         self.context = _user_managed_context(self.engine)
@@ -226,7 +226,7 @@ class TrtEngine:
         self.scratch.reserve("input", int(np.prod(self.max_shape)) * self.input_dtype.itemsize)
         self.scratch.reserve("output", int(np.prod(out_max)) * self.output_dtype.itemsize)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Run one batch ``x`` ``[batch, C, H, W]`` and return the logits ``[batch, classes]``."""
         x = np.ascontiguousarray(x, dtype=self.input_dtype)
         lo, hi = self.min_shape, self.max_shape
