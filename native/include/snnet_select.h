@@ -94,8 +94,8 @@ typedef struct snnet_decision {
     double top1;                 /* Top-1 (%), NaN when unknown */
     double flops;                /* FLOPs per image, NaN when the manifest has none */
     double accuracy;             /* the score ranked: Top-1, or GFLOPs with SNNET_FLAG_ACCURACY_PROXY */
-    double predicted_throughput; /* images/s at `batch`: profiled / correction */
-    double predicted_latency_ms; /* latency_stat at `batch`: profiled p50 x tail ratio (or stat x correction) */
+    double predicted_throughput; /* images/s at `batch`: profiled / the closed loop's speed factor */
+    double predicted_latency_ms; /* latency_stat at `batch`: profiled percentile x the loop's latency factor */
     int64_t batch;               /* the budget's batch (the profile's smallest before any budget) */
     unsigned flags;              /* SNNET_FLAG_* */
 } snnet_decision;
@@ -106,8 +106,22 @@ typedef struct snnet_observation {
     int rechose;        /* 1 when the correction or a tail ratio moved enough to re-choose */
     int64_t current;    /* the active stitch after this call */
     unsigned flags;     /* SNNET_FLAG_NO_FIT when the re-choice found no stitch meeting the budget */
-    double correction;  /* median observed / profiled latency ratio (1.0 until measured) */
+    double correction;  /* the speed factor: 1.0 while the device runs as profiled (NOMINAL) */
 } snnet_observation;
+
+/** The closed loop's state (snnet_export.runtime.adaptive.LatencyTracker). */
+typedef struct snnet_loop {
+    size_t struct_size;    /* sizeof(snnet_loop) */
+    int corrected;         /* 0: NOMINAL (the profile as is), 1: CORRECTED (profile x observed factors) */
+    double speed_factor;   /* predicted / profiled latency for throughput budgets */
+    double latency_factor; /* predicted / profiled latency at latency_stat */
+    double correction;     /* median observed / profiled median ratio of the window */
+    int has_inflation;     /* 1 once enough samples: */
+    double inflation;      /*   observed / profiled ratio at latency_stat */
+    int has_tails;         /* 1 once enough samples: */
+    double tails[3];       /*   p50, p90, p99 of observed / profiled median */
+    int64_t calls;         /* calls observed */
+} snnet_loop;
 
 /** Library version string, e.g. "0.1.0". Thread-safe, never NULL. */
 SNNET_API const char *snnet_select_version(void);
@@ -162,8 +176,10 @@ SNNET_API snnet_status snnet_select_stitch(snnet_select *sel, int64_t stitch, sn
  * slowest/most accurate first) into ids[0..cap); *count gets the total (SNNET_E_BUFFER if cap < total). Thread-safe.
  */
 SNNET_API snnet_status snnet_select_ids(snnet_select *sel, int frontier_only, int64_t *ids, size_t cap, size_t *count);
+/** The closed loop's full state (out->struct_size set by the caller). Thread-safe; no allocation. */
+SNNET_API snnet_status snnet_select_loop(snnet_select *sel, snnet_loop *out);
 /**
- * The closed loop's state: correction, and tails[0..2] = p50, p90, p99 ratios when *have_tails is 1
+ * The closed loop's speed factor (Python's Selector.correction), and tails[0..2] = p50, p90, p99 ratios when *have_tails is 1
  * (after enough calls). Any output may be NULL. Thread-safe.
  */
 SNNET_API snnet_status snnet_select_correction(snnet_select *sel, double *correction, double tails[3], int *have_tails);

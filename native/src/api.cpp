@@ -259,6 +259,26 @@ snnet_status snnet_select_correction(snnet_select *sel, double *correction, doub
     });
 }
 
+snnet_status snnet_select_loop(snnet_select *sel, snnet_loop *out) {
+    return guarded(sel, [&](snnet::Selector &s) {
+        snnet_loop l;
+        std::memset(&l, 0, sizeof l);
+        l.struct_size = sizeof l;
+        l.speed_factor = l.latency_factor = l.correction = 1.0;
+        l.tails[0] = l.tails[1] = l.tails[2] = 1.0;
+        if (const snnet::LatencyTracker *t = s.tracker()) {
+            l.corrected = t->corrected();
+            l.speed_factor = t->speed_factor(), l.latency_factor = t->latency_factor(), l.correction = t->correction();
+            l.has_inflation = t->has_inflation(), l.inflation = t->inflation();
+            l.has_tails = t->has_tails();
+            for (int k = 0; k < 3; ++k) l.tails[k] = t->has_tails() ? t->tail(k) : 1.0;
+            l.calls = t->calls();
+        }
+        if (!out || !copy_out(l, out)) return fail(sel, SNNET_E_ARGUMENT, "snnet_loop.struct_size is not set");
+        return SNNET_OK;
+    });
+}
+
 snnet_status snnet_select_describe(snnet_select *sel, int64_t stitch, char *buf, size_t cap, size_t *needed) {
     return guarded(sel, [&](snnet::Selector &s) {
         size_t i = 0;

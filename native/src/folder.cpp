@@ -331,10 +331,11 @@ void check_records(const Check &c, const json &records, const std::string &where
         const json &lat = c.dict(c.get(r, "latency_ms", w + "."), w + ".latency_ms");
         for (const char *key : {"p50", "p90", "p99"}) c.get(lat, key, w + ".latency_ms.");
         for (auto it = lat.begin(); it != lat.end(); ++it) {
-            if (it.key() == "ci95") {
+            if (it.key() == "ci95" || it.key() == "p50_ci") {  // [low, high] of the median
                 if (!it->is_array() || it->size() != 2)
-                    c.fail(w + ".latency_ms.ci95", "must be [low, high], got " + brief(*it));
-                for (size_t k = 0; k < 2; ++k) c.num((*it)[k], w + ".latency_ms.ci95[" + std::to_string(k) + "]");
+                    c.fail(w + ".latency_ms." + it.key(), "must be [low, high], got " + brief(*it));
+                for (size_t k = 0; k < 2; ++k)
+                    c.num((*it)[k], w + ".latency_ms." + it.key() + "[" + std::to_string(k) + "]");
                 continue;
             }
             c.num(*it, w + ".latency_ms." + it.key());
@@ -345,6 +346,18 @@ void check_records(const Check &c, const json &records, const std::string &where
         rec.latency = lat;
         auto runs = r.find("runs");
         if (runs != r.end()) c.integer(*runs, w + ".runs", 1);
+        auto tie = r.find("tie_group");
+        if (tie != r.end()) {  // the ids tied with it in speed, itself included (bench.ties)
+            const json &members = c.list(*tie, w + ".tie_group");
+            bool self_in = false;
+            for (size_t k = 0; k < members.size(); ++k) {
+                rec.tie_group.push_back(c.integer(members[k], w + ".tie_group[" + std::to_string(k) + "]"));
+                self_in = self_in || rec.tie_group.back() == rec.id;
+            }
+            if (!self_in) c.fail(w + ".tie_group", "must include the record's own id " + std::to_string(rec.id));
+        }
+        auto resolved = r.find("resolved");
+        if (resolved != r.end()) c.boolean(*resolved, w + ".resolved");
         keys.emplace_back(rec.id, rec.batch);
         if (out) out->push_back(std::move(rec));
     }

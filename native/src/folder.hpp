@@ -33,6 +33,7 @@ struct ProfileRecord {
     int64_t id = 0, batch = 0;
     double throughput = 0.0, p50 = 0.0, p90 = 0.0, p99 = 0.0;
     json latency;  // the record's latency_ms object as written (describe repeats it)
+    std::vector<int64_t> tie_group;  // ids tied with it in speed (itself included); empty when absent
 };
 
 struct Profile {

@@ -2,6 +2,7 @@
 // kept alone in this file pair so a change to the Python frontier (tie groups, ...) is re-ported here.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <vector>
 
 namespace snnet {
@@ -11,9 +12,17 @@ struct FrontierPoint {
     double throughput, accuracy;
 };
 
-// Ids on the frontier of (throughput, accuracy), both maximised, slowest (most accurate) first.
-// A point is on it when no other point is at least as fast and as accurate and strictly better in
-// one; of exact duplicates the first in `points` order stays (Python's stable sort).
-std::vector<int64_t> pareto_front(std::vector<FrontierPoint> points);
+// Ids on the frontier of (throughput, accuracy), both maximised, slowest (most accurate) first
+// (profile.py:pareto_front): each tie group (``groups``: id -> label; an id without one is its own
+// group) is represented by its most accurate member (then the faster, then the lower id); then
+// sort by (throughput desc, accuracy desc, id asc) and keep strictly rising accuracy.
+std::vector<int64_t> pareto_front(std::vector<FrontierPoint> points, const std::map<int64_t, int64_t> &groups);
+
+struct TieRecord {
+    int64_t id, batch;
+    const std::vector<int64_t> *members;
+};
+// profile.py:tie_groups: {id: min(members)} of the records at ``batch`` with a group of 2 or more.
+std::map<int64_t, int64_t> tie_groups(const std::vector<TieRecord> &records, int64_t batch);
 
 }  // namespace snnet

@@ -103,8 +103,10 @@ Selector::Selector(const std::string &folder, const OpenOptions &o) : hysteresis
             if (c.batches[k] == batch_) thr = c.throughput[k];
         pts.push_back({c.id, thr, c.accuracy});
     }
+    std::vector<TieRecord> ties;
+    for (const auto &rec : prof.stitches) ties.push_back({rec.id, rec.batch, &rec.tie_group});
     on_frontier_.assign(cands_.size(), 0);
-    for (int64_t id : pareto_front(pts)) {
+    for (int64_t id : pareto_front(pts, tie_groups(ties, batch_))) {
         size_t i = 0;
         find(id, &i);
         frontier_.push_back(i);
@@ -116,8 +118,9 @@ Selector::Selector(const std::string &folder, const OpenOptions &o) : hysteresis
         if (cands_[i].accuracy > cands_[active_].accuracy) active_ = i;
     if (o.adaptive) {
         std::vector<StitchProfile> sp;
-        for (const auto &c : cands_) sp.push_back({c.batches, c.p50});
-        tracker_.reset(new LatencyTracker(std::move(sp)));
+        for (const auto &c : cands_)
+            sp.push_back({c.batches, c.p50, stat_ == 0 ? c.p50 : (stat_ == 1 ? c.p90 : c.p99)});
+        tracker_.reset(new LatencyTracker(std::move(sp), stat_ == 0 ? 0.5 : (stat_ == 1 ? 0.9 : 0.99)));
     }
 }
 
@@ -136,18 +139,27 @@ size_t Selector::nearest(const Candidate &c, int64_t batch) const {
     return best;
 }
 
+void Selector::factors(size_t i, double *speed, double *latency) const {
+    if (tracker_) tracker_->factors(i, speed, latency);
+    else *speed = *latency = 1.0;
+}
+
 double Selector::speed(size_t i, int64_t batch) const {
+    // profiled (at the nearest batch, profile order on a tie) / the stitch's speed factor
     const Candidate &c = cands_[i];
-    return c.throughput[nearest(c, batch)] / correction();
+    double sf, lf;
+    factors(i, &sf, &lf);
+    return c.throughput[nearest(c, batch)] / sf;
 }
 
 double Selector::predicted_latency_ms(size_t i, int64_t batch) const {
+    // the stitch's profiled percentile x the observed inflation at that percentile
     const Candidate &c = cands_[i];
     size_t k = nearest(c, batch);
-    // adaptive: profiled median x the observed ratio at that percentile
-    if (tracker_ && tracker_->has_tails()) return c.p50[k] * tracker_->tail(stat_);
+    double sf, lf;
+    factors(i, &sf, &lf);
     const double stat = stat_ == 0 ? c.p50[k] : (stat_ == 1 ? c.p90[k] : c.p99[k]);
-    return stat * correction();
+    return stat * lf;
 }
 
 bool Selector::meets(size_t i, double margin) const {
@@ -157,11 +169,11 @@ bool Selector::meets(size_t i, double margin) const {
     return true;
 }
 
-size_t Selector::choose(bool *no_fit) const {
+size_t Selector::choose(bool *no_fit, bool returning) const {
     *no_fit = false;
     bool any = false;
     size_t best = 0;
-    for (size_t i : frontier_)  // best = max(fits, key=accuracy)
+    for (size_t i : frontier_)  // best = max(fits, key=accuracy): the first of the most accurate
         if (meets(i, 1.0) && (!any || cands_[i].accuracy > cands_[best].accuracy)) best = i, any = true;
     if (!any) {
         *no_fit = true;
@@ -172,20 +184,37 @@ size_t Selector::choose(bool *no_fit) const {
         return fastest;
     }
     size_t cur = active_;
-    if (!on_frontier_[cur] || !meets(cur, 1.0)) return best;  // current misses the budget: switch down at once
+    const double up = returning ? 1.0 : 1.0 + hysteresis_;
+    if (!on_frontier_[cur] || !meets(cur, 1.0)) {  // misses: switch down now
+        // while CORRECTED, the best that meets the up-switch margin, if any
+        bool safe = false;
+        size_t pick = best;
+        if (tracker_ && tracker_->corrected())
+            for (size_t i : frontier_)
+                if (meets(i, 1.0) && meets(i, up) && (!safe || cands_[i].accuracy > cands_[pick].accuracy))
+                    pick = i, safe = true;
+        return safe ? pick : best;
+    }
     if (cands_[best].accuracy <= cands_[cur].accuracy) return best;
-    // switching up: only to a stitch that clears the budget by the hysteresis margin
-    bool up = false;
+    // switching up: only to a stitch that clears the budget by the margin
+    bool found = false;
     size_t pick = cur;
     for (size_t i : frontier_) {
-        if (!meets(i, 1.0) || !(cands_[i].accuracy > cands_[cur].accuracy) || !meets(i, 1.0 + hysteresis_)) continue;
-        if (!up || cands_[i].accuracy > cands_[pick].accuracy) pick = i, up = true;
+        if (!meets(i, 1.0) || !(cands_[i].accuracy > cands_[cur].accuracy) || !meets(i, up)) continue;
+        if (!found || cands_[i].accuracy > cands_[pick].accuracy) pick = i, found = true;
     }
     return pick;
 }
 
-size_t Selector::do_switch(bool *no_fit) {
-    active_ = choose(no_fit);
+size_t Selector::do_switch(bool *no_fit, Answer req) {
+    *no_fit = false;
+    if (req != kNone && tracker_ && !meets(active_, 1.0))
+        tracker_->penalise(active_);  // left because it is slow now: not retried before a return
+    if (req == kReturn && tracker_ && tracker_->has_return_to() && on_frontier_[tracker_->return_to()]) {
+        active_ = tracker_->return_to();
+        return active_;
+    }
+    active_ = choose(no_fit, req == kReturn);
     return active_;
 }
 
@@ -194,13 +223,19 @@ size_t Selector::set_budget(double min_throughput, double max_latency_ms, int64_
     has_min_ = min_throughput > 0, min_thr_ = min_throughput;
     has_max_ = max_latency_ms > 0, max_lat_ = max_latency_ms;
     budget_batch_ = batch > 0 ? batch : batch_;
+    if (tracker_) tracker_->clear_home();  // a new budget: the stitch to return to is chosen afresh
     return do_switch(no_fit);
 }
 
 bool Selector::observe(size_t stitch, int64_t batch, double seconds, bool *no_fit) {
+    // if tr.record(...) or tr.pending, and a budget: act on the loop's request
     *no_fit = false;
-    if (!tracker_ || !tracker_->record(stitch, batch, seconds) || !has_budget_) return false;
-    do_switch(no_fit);
+    if (!tracker_) return false;
+    Answer a = tracker_->record(stitch, batch, seconds);
+    if (!((a != kNone || tracker_->pending() != kNone) && has_budget_)) return false;
+    Answer req = tracker_->take_request();
+    if (req == kNone) return false;
+    do_switch(no_fit, req);
     return true;
 }
 
@@ -236,8 +271,11 @@ std::string Selector::describe(size_t i) {
     if (tracker_) {  // LatencyTracker.describe(stitch, budget batch)
         int64_t b = batch();
         nlohmann::ordered_json a;
+        a["state"] = tracker_->corrected() ? "corrected" : "nominal";
         a["correction"] = round4(tracker_->correction());
         a["batch"] = b;
+        a["inflation"] = tracker_->has_inflation() ? nlohmann::ordered_json(round4(tracker_->inflation()))
+                                                   : nlohmann::ordered_json(nullptr);
         if (tracker_->has_tails())
             a["tail_ratios"] = {{"p50", round4(tracker_->tail(0))}, {"p90", round4(tracker_->tail(1))},
                                 {"p99", round4(tracker_->tail(2))}};

@@ -46,10 +46,11 @@ class Selector {
     size_t active() const { return active_; }
     int64_t batch() const { return has_budget_ ? budget_batch_ : batch_; }
     const LatencyTracker *tracker() const { return tracker_.get(); }
-    double correction() const { return tracker_ ? tracker_->correction() : 1.0; }
+    // Selector.correction: the closed loop's speed factor (1.0 in NOMINAL or when not adaptive)
+    double correction() const { return tracker_ ? tracker_->speed_factor() : 1.0; }
 
     // Selector.choose(): what the budget calls for, hysteresis against the active stitch.
-    size_t choose(bool *no_fit) const;
+    size_t choose(bool *no_fit, bool returning = false) const;
     // Selector.set_budget() after validation: min/max <= 0 mean none, batch <= 0 the default.
     size_t set_budget(double min_throughput, double max_latency_ms, int64_t batch, bool *no_fit);
     // Selector.observe(): returns whether it re-chose.
@@ -63,7 +64,8 @@ class Selector {
   private:
     size_t nearest(const Candidate &c, int64_t batch) const;
     bool meets(size_t i, double margin) const;
-    size_t do_switch(bool *no_fit);
+    size_t do_switch(bool *no_fit, Answer req = kNone);
+    void factors(size_t i, double *speed, double *latency) const;
 
     std::vector<Candidate> cands_;
     std::vector<int64_t> ids_;

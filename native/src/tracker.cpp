@@ -1,4 +1,5 @@
-// LatencyTracker: see tracker.hpp and snnet_export/runtime/adaptive.py (the reference).
+// LatencyTracker: see tracker.hpp and snnet_export/runtime/adaptive.py (the reference); the step
+// numbers refer to the algorithm in adaptive.py's module docstring.
 #include "tracker.hpp"
 
 #include <algorithm>
@@ -8,63 +9,172 @@
 
 namespace snnet {
 
-LatencyTracker::LatencyTracker(std::vector<StitchProfile> profile, int window, int check_every, double min_change,
-                               int history, int min_samples)
+namespace {
+
+// _rank: nearest-rank quantile of an ascending array (level 0.5: the upper median)
+double rank(const double *ordered, int n, double level) {
+    return level == 0.5 ? ordered[n / 2] : ordered[size_t(std::ceil(level * double(n))) - 1];
+}
+
+}  // namespace
+
+LatencyTracker::LatencyTracker(std::vector<StitchProfile> profile, double level, int window, int check_every,
+                               double min_change, int history, int min_samples)
     : profile_(std::move(profile)),
-      ratios_(window),
-      seen_(profile_.size(), Ring(history)),
-      ran_(profile_.size(), 0),
-      scratch_(size_t(std::max(window, history))),
+      level_(level),
+      window_(window),
+      seen_(profile_.size(), Ring<double>(history)),
+      scratch_a_(size_t(std::max(window, history))),
+      scratch_b_(size_t(window)),
+      has_penalty_(profile_.size(), 0),
+      penalty_speed_(profile_.size(), 1.0),
+      penalty_latency_(profile_.size(), 1.0),
+      size_(window),
       check_every_(check_every),
       min_samples_(std::min(min_samples, window)),
       threshold_(std::log1p(min_change)) {}
 
-double LatencyTracker::expected_ms(size_t s, int64_t batch) const {
+double LatencyTracker::lookup(bool stat, size_t s, int64_t batch) const {
     const StitchProfile &p = profile_[s];
-    // min(near, key=lambda b: abs(b - batch)): the first of the nearest in profile order
+    // near = sorted(batches); nb = min(near, key=abs(b - batch)): the smaller batch on a tie
     size_t best = 0;
-    for (size_t i = 1; i < p.batches.size(); ++i)
-        if (std::llabs(p.batches[i] - batch) < std::llabs(p.batches[best] - batch)) best = i;
-    return p.p50_ms[best] * double(batch) / double(p.batches[best]);
+    for (size_t i = 1; i < p.batches.size(); ++i) {
+        int64_t d = std::llabs(p.batches[i] - batch), e = std::llabs(p.batches[best] - batch);
+        if (d < e || (d == e && p.batches[i] < p.batches[best])) best = i;
+    }
+    const double ms = stat ? p.stat_ms[best] : p.p50_ms[best];
+    return ms * double(batch) / double(p.batches[best]);
 }
 
-bool LatencyTracker::record(size_t s, int64_t batch, double seconds) {
-    double ms = seconds * 1e3;
-    double ratio = ms / expected_ms(s, batch);
-    if (has_last_ && last_ == s) ratios_.push(ratio);  // the first call after a switch is a warm-up
+Answer LatencyTracker::record(size_t s, int64_t batch, double seconds) {
+    double ms = seconds * 1e3;  // step 1
+    double r = ms / lookup(false, s, batch), u = ms / lookup(true, s, batch);
+    if (has_last_ && last_ == s) {
+        window_.push({r, u});
+        run_ += 1;
+    } else {
+        run_ = 0;
+    }
     has_last_ = true;
     last_ = s;
     seen_[s].push(ms / double(batch));
-    ran_[s] = 1;
     calls_ += 1;
-    if (calls_ % check_every_ != 0 || ratios_.size() == 0) return false;
-    int n = ratios_.size();
-    for (int i = 0; i < n; ++i) scratch_[size_t(i)] = ratios_.at(i);
-    std::sort(scratch_.begin(), scratch_.begin() + n);
-    correction_ = scratch_[size_t(n / 2)];
-    if (n >= min_samples_) {
-        has_tails_ = true;
-        tails_[0] = correction_;
-        tails_[1] = scratch_[size_t(std::ceil(0.9 * double(n))) - 1];
-        tails_[2] = scratch_[size_t(std::ceil(0.99 * double(n))) - 1];
+    if (calls_ % check_every_ != 0 || window_.size() == 0) return kNone;  // step 2
+    Answer answer = check();
+    if (answer == kNone && run_ >= min_samples_) {  // step 7
+        settled_.set = true;
+        settled_.stitch = last_;
+        settled_.speed = speed_factor();
+        settled_.latency = latency_factor();
     }
-    // (correction, tail("p90") or 1.0, tail("p99") or 1.0)
-    double now[3] = {correction_, has_tails_ && tails_[1] != 0.0 ? tails_[1] : 1.0,
-                     has_tails_ && tails_[2] != 0.0 ? tails_[2] : 1.0};
-    bool all_small = true;
-    for (int k = 0; k < 3; ++k) all_small = all_small && std::fabs(std::log(now[k] / chosen_with_[k])) < threshold_;
-    if (all_small) return false;
-    for (int k = 0; k < 3; ++k) chosen_with_[k] = now[k];
-    return true;
+    if (answer > pending_) pending_ = answer;
+    return answer;
+}
+
+Answer LatencyTracker::check() {  // steps 3-5
+    int n = window_.size();
+    double *R = scratch_a_.data(), *U = scratch_b_.data();
+    for (int i = 0; i < n; ++i) R[i] = window_.at(i).r, U[i] = window_.at(i).u;
+    std::sort(R, R + n);
+    double c = correction_ = rank(R, n, 0.5);
+    bool has_g = false;
+    double g = 0.0;
+    if (n >= min_samples_) {
+        std::sort(U, U + n);
+        g = rank(U, n, level_), has_g = true;
+        has_tails_ = true;
+        tails_[0] = c, tails_[1] = rank(R, n, 0.9), tails_[2] = rank(R, n, 0.99);
+    }
+    has_inflation_ = has_g, inflation_ = g;
+    if (!corrected_) {
+        if (!has_g || (1 / kEnter <= c && c <= kEnter && g <= kTailEnter)) return kNone;
+        corrected_ = true, streak_ = 0, credit_.set = false;
+        chosen_with_[0] = c, chosen_with_[1] = g;
+        return kRechoose;
+    }
+    if (recent_ok()) {
+        streak_ += 1;
+        if (streak_ >= calm_) return do_return();
+    } else {
+        streak_ = 0;
+    }
+    double now[2] = {c, has_g ? g : c};
+    bool quiet = true;
+    for (int k = 0; k < 2; ++k) quiet = quiet && std::fabs(std::log(now[k] / chosen_with_[k])) < threshold_;
+    if (quiet) return kNone;
+    chosen_with_[0] = now[0], chosen_with_[1] = now[1];
+    return kRechoose;
+}
+
+bool LatencyTracker::recent_ok() {
+    int k = min_samples_;
+    int n = window_.size();
+    if (n < k) return false;
+    double *R = scratch_a_.data(), *U = scratch_b_.data();  // check() is done with them
+    for (int i = 0; i < k; ++i) R[i] = window_.at(n - k + i).r, U[i] = window_.at(n - k + i).u;
+    std::sort(R, R + k);
+    std::sort(U, U + k);
+    double ck = rank(R, k, 0.5);
+    double gk = level_ != 0.5 && k > 1
+                    ? U[std::min(size_t(std::ceil(level_ * double(k))) - 1, size_t(k - 2))]
+                    : rank(U, k, 0.5);
+    if (!home_.set || (home_.speed == 1.0 && home_.latency == 1.0)) {
+        double low = !home_.set ? 1 / kLeave : 0.0;
+        return low <= ck && ck <= kLeave && gk <= kTailLeave;
+    }
+    return ck <= home_.speed * kLeave && gk <= home_.latency * kTailLeave;
+}
+
+Answer LatencyTracker::do_return() {  // step 6
+    Triple home = home_;
+    home_.set = false;
+    has_return_to_ = home.set;
+    return_to_ = home.stitch;
+    streak_ = 0, returned_at_ = calls_;
+    std::fill(has_penalty_.begin(), has_penalty_.end(), 0);
+    if (!home.set || (home.speed == 1.0 && home.latency == 1.0)) {
+        corrected_ = false, credit_.set = false;
+        window_.clear();
+        correction_ = 1.0, has_inflation_ = false, has_tails_ = false;
+        chosen_with_[0] = chosen_with_[1] = 1.0;
+    } else {
+        window_.keep_newest(min_samples_);
+        credit_ = home;
+        chosen_with_[0] = home.speed, chosen_with_[1] = home.latency;
+    }
+    return kReturn;
+}
+
+void LatencyTracker::factors(size_t s, double *speed, double *latency) const {
+    double sp = speed_factor(), lat = latency_factor();
+    *speed = sp, *latency = lat;
+    if (!corrected_) return;
+    if (credit_.set && credit_.stitch == s && sp <= credit_.speed * kLeave && lat <= credit_.latency * kTailLeave) {
+        *speed = credit_.speed, *latency = credit_.latency;
+        return;
+    }
+    if (!has_penalty_[s]) return;
+    *speed = std::max(sp, penalty_speed_[s]);
+    *latency = std::max(lat, penalty_latency_[s]);
+}
+
+void LatencyTracker::penalise(size_t s) {
+    if (!corrected_) return;
+    has_penalty_[s] = 1, penalty_speed_[s] = speed_factor(), penalty_latency_[s] = latency_factor();
+    if (credit_.set && credit_.stitch == s) credit_.set = false;
+    bool relapse = returned_at_ >= 0 && calls_ - returned_at_ <= 2 * int64_t(size_);
+    calm_ = relapse ? std::min(2 * calm_, kCalmMax) : 1;
+    if (!home_.set && settled_.set && settled_.stitch == s) home_ = settled_;
 }
 
 bool LatencyTracker::observed(size_t s, double *median_ms_per_image, int *calls) {
-    const Ring &seen = seen_[s];
+    const Ring<double> &seen = seen_[s];
     int n = seen.size();
     if (n == 0) return false;
-    for (int i = 0; i < n; ++i) scratch_[size_t(i)] = seen.at(i);
-    std::sort(scratch_.begin(), scratch_.begin() + n);
-    *median_ms_per_image = scratch_[size_t(n / 2)];
+    double *a = scratch_a_.data();
+    for (int i = 0; i < n; ++i) a[i] = seen.at(i);
+    std::sort(a, a + n);
+    *median_ms_per_image = a[n / 2];
     *calls = n;
     return true;
 }

@@ -107,6 +107,18 @@ void check_state(snnet_select *sel, const json &exp, const std::string &step, Re
     snnet_select_correction(sel, &corr, tails, &have);
     if (exp.contains("correction") && exp["correction"].get<double>() != corr)
         r.differ(step, "correction", exp["correction"], fmt(corr));
+    snnet_loop loop;
+    loop.struct_size = sizeof loop;
+    snnet_select_loop(sel, &loop);
+    if (exp.contains("state") && (exp["state"] == "corrected") != bool(loop.corrected))
+        r.differ(step, "state", exp["state"], loop.corrected ? "corrected" : "nominal");
+    if (exp.contains("raw_correction") && exp["raw_correction"].get<double>() != loop.correction)
+        r.differ(step, "raw_correction", exp["raw_correction"], fmt(loop.correction));
+    if (exp.contains("inflation")) {
+        const json &g = exp["inflation"];
+        if (g.is_null() ? loop.has_inflation : (!loop.has_inflation || g.get<double>() != loop.inflation))
+            r.differ(step, "inflation", g, loop.has_inflation ? fmt(loop.inflation) : "null");
+    }
     if (exp.contains("tails")) {
         const json &t = exp["tails"];
         bool ok = t.is_null() ? !have : (have && t["p50"].get<double>() == tails[0] && t["p90"].get<double>() == tails[1] &&

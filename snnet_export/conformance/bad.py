@@ -147,4 +147,8 @@ MUTATIONS: dict[str, Mutation] = {
     "batches_empty": _edit(_set("p.batches", [])),
     "unmeasured": _edit(_unmeasured),
     "ort_mode": _edit(_set("p.ort_mode", "turbo")),
+    "tie_group_without_self": _edit(_set("r.tie_group", [100_001, 100_002])),
+    "tie_group_strings": _edit(_set("r.tie_group", ["a"])),
+    "p50_ci_short": _edit(_set("l.p50_ci", [1.0])),
+    "resolved_string": _edit(_set("r.resolved", "yes")),
 }

@@ -33,17 +33,14 @@ class Recorder:
     def __init__(self, sel: Selector, rng: random.Random) -> None:
         self.sel, self.rng = sel, rng
         self.events: list[dict[str, Any]] = []
-        self._rechose: list[int] = []
-        tracker = sel.tracker
-        if tracker is not None:  # capture record()'s answer (observe() itself returns nothing)
-            record = tracker.record
+        self._switched = False
+        switch = sel._switch  # capture whether observe() acted on a request of the loop
 
-            def spy(stitch: int, batch: int, seconds: float) -> int:
-                moved = record(stitch, batch, seconds)
-                self._rechose.append(moved)
-                return moved
+        def spy(req: int = 0) -> int:
+            self._switched = True
+            return switch(req)
 
-            tracker.record = spy  # type: ignore[method-assign]
+        sel._switch = spy  # type: ignore[method-assign]
 
     def _call(self, fn: Callable[[], Any]) -> tuple[Any, bool]:
         with warnings.catch_warnings(record=True) as caught:
@@ -68,14 +65,13 @@ class Recorder:
 
     def observe(self, stitch: int, batch: int, seconds: float) -> None:
         ev: dict[str, Any] = {"op": "observe", "stitch": stitch, "batch": batch, "seconds": seconds}
-        self._rechose.clear()
+        self._switched = False
         try:
             _, no_fit = self._call(lambda: self.sel.observe(stitch, batch, seconds))
         except KeyError:
             ev["expect"] = {"error": "unknown_stitch"}
         else:
-            rechose = bool(self._rechose and self._rechose[-1] and self.sel.budget)
-            ev["expect"] = {"rechose": rechose, "no_fit": no_fit, **self._state()}
+            ev["expect"] = {"rechose": self._switched, "no_fit": no_fit, **self._state()}
         self.events.append(ev)
 
     def describe(self, stitch: int | None) -> None:
@@ -88,8 +84,10 @@ class Recorder:
 
     def _state(self) -> dict[str, Any]:
         tracker = self.sel.tracker
-        return {"current": self.sel.current, "correction": self.sel.correction,
-                "tails": None if tracker is None else tracker.tails}
+        if tracker is None:
+            return {"current": self.sel.current, "correction": self.sel.correction, "tails": None}
+        return {"current": self.sel.current, "correction": self.sel.correction, "tails": tracker.tails,
+                "state": tracker.state, "raw_correction": tracker.correction, "inflation": tracker.inflation}
 
     # ---- helpers the scripts use ----
     def batch(self) -> int:
@@ -138,8 +136,7 @@ def boundary_budget(rec: Recorder) -> None:
         rec.set_budget(value, None, b)
     else:
         lat = c.latency_ms.get(b) or c.latency_ms[min(c.latency_ms, key=lambda x: abs(x - b))]
-        tail = sel.tracker.tail(sel.latency_stat) if sel.tracker is not None else None
-        pred = lat["p50"] * tail if tail is not None else lat[sel.latency_stat] * sel.correction
+        pred = lat[sel.latency_stat] * sel._factors(c)[1]  # the reference's own prediction
         value = rng.choice([pred, pred * margin, math.nextafter(pred * margin, 0.0),
                             math.nextafter(pred * margin, math.inf), math.nextafter(pred, 0.0)])
         rec.set_budget(None, value, b)
@@ -154,7 +151,7 @@ def bad_budget(rec: Recorder) -> None:
 
 def load_pattern(rng: random.Random, n: int) -> list[float]:
     """Slowdown factors for ``n`` calls: steady, a load step, spikes, a slow drift, recovery."""
-    kind = rng.choice(["steady", "step", "spikes", "drift", "recovery", "step_down"])
+    kind = rng.choice(["steady", "step", "spikes", "drift", "recovery", "step_down", "background"])
     f = rng.uniform(1.3, 4.0)
     out = []
     for k in range(n):
@@ -168,6 +165,8 @@ def load_pattern(rng: random.Random, n: int) -> list[float]:
             x = rng.uniform(3.0, 8.0) if rng.random() < 0.08 else 1.0
         elif kind == "drift":
             x = 1.0 + (f - 1.0) * k / max(1, n - 1)
+        elif kind == "background":  # off the profile already, a step on top, back to the background
+            x = 1.3 if k < n // 3 or k >= 2 * n // 3 else 1.3 * f
         else:
             x = f if k < n // 2 else 1.0
         out.append(x * rng.lognormvariate(0.0, 0.05))
@@ -208,7 +207,7 @@ def run_script(rec: Recorder, length: int) -> None:
         elif r < 0.45:
             bad_budget(rec)
         elif r < 0.85:
-            serve(rec, rng.randint(5, 60))
+            serve(rec, rng.randint(5, 90))
         elif r < 0.92:
             rec.choose()
         else:

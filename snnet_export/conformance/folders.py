@@ -79,6 +79,22 @@ def _engine_record(target: str, cfg_id: int) -> dict[str, Any]:
                         "max": [64, 3, 224, 224]}, "build_seconds": 1.0, "built": "2026-01-01T00:00:00Z"}
 
 
+def _tie_groups(stitches: list[dict[str, Any]], rng: random.Random) -> None:
+    """Mark runs of stitches neighbouring in speed as tie groups (what ``bench`` writes when CIs overlap)."""
+    for b in sorted({r["batch"] for r in stitches}):
+        recs = sorted((r for r in stitches if r["batch"] == b), key=lambda r: r["throughput"])
+        k = 0
+        while k < len(recs):
+            size = rng.choice([1, 1, 2, 3])
+            group = recs[k:k + size]
+            for r in group:
+                r["tie_group"] = sorted(g["id"] for g in group)
+                r["resolved"] = rng.random() < 0.8
+                p50 = r["latency_ms"]["p50"]
+                r["latency_ms"]["p50_ci"] = [p50 * 0.97, p50 * 1.03]
+            k += size
+
+
 def make_profile(rows: list[TableRow], rng: random.Random, batches: list[int], backend: str = "ort",
                  target: str | None = None, ties: int = 0, quantise: bool = False,
                  unmeasured: float = 0.04) -> dict[str, Any]:
@@ -106,6 +122,8 @@ def make_profile(rows: list[TableRow], rng: random.Random, batches: list[int], b
         b = batches[0]
         stitches.append({"id": rows[0].id, "batch": b, "throughput": speed[rows[0].id],
                          "latency_ms": {"p50": 1000.0 * b / speed[rows[0].id], "p90": 1.0e3, "p99": 2.0e3}})
+    if rng.random() < 0.4:
+        _tie_groups(stitches, rng)
     if rng.random() < 0.3:
         rng.shuffle(stitches)  # record order decides ties between equally near batches
     prof: dict[str, Any] = {"schema": PROFILE_SCHEMA, "version": PROFILE_VERSION, "device": "synthetic",
