@@ -30,11 +30,13 @@ class DemoSettings:
     bench_runs: int = 5
     bench_seconds: float = 0.1  # per stitch and batch: 142 stitch profiles must fit the demo's budget
     bench_rounds: int = 5  # interleaved rounds over all stitches (see bench.measure)
+    bench_ci_target: float = 0.02  # then sample until each is within +-2 % or resolved (bench.sampling)
+    bench_time_budget: float = 60.0  # seconds of measuring per folder at most
 
     @classmethod
     def fast(cls) -> "DemoSettings":
         return cls(anchor_epochs=1, snnet_epochs=1, steps_per_epoch=3, configs="0-4,40,70",
-                   batches=(1, 4), bench_runs=3, bench_seconds=0.05, bench_rounds=2)
+                   batches=(1, 4), bench_runs=3, bench_seconds=0.05, bench_rounds=2, bench_time_budget=3.0)
 
 
 @dataclass
@@ -99,7 +101,8 @@ def run_demo(workdir: str | Path = "engines/demo", settings: DemoSettings | None
                     build_engines(folder, "dgpu", progress=progress)
                 profile_from_engines(folder, backend=backend, batches=s.batches, runs=s.bench_runs,
                                      min_seconds=s.bench_seconds, warmup=2, progress=progress, reuse=True,
-                                     rounds=s.bench_rounds)
+                                     rounds=s.bench_rounds, ci_target=s.bench_ci_target,
+                                     time_budget=s.bench_time_budget)
     with _step(result, "report"):
         for folder in folders.values():
             report_from_profile(folder)
@@ -111,7 +114,7 @@ def _summary(records: list[dict[str, Any]], folder: Path) -> list[str]:
     """Three lines: anchors' Top-1, how many stitches interpolate, the frontier."""
     from .train.evaluate import between_anchors
     from .engine_folder.manifest import load_manifest
-    from .engine_folder.profile import accuracy_of, find_profile, pareto_front, throughputs
+    from .engine_folder.profile import accuracy_of, find_profile, pareto_front, throughputs, tie_groups
 
     acc = {r["cfg_id"]: r["acc1"] for r in records}
     manifest = load_manifest(folder)
@@ -131,8 +134,12 @@ def _summary(records: list[dict[str, Any]], folder: Path) -> list[str]:
         batch = min(prof["batches"])
         t = throughputs(prof, batch)
         pts = [(e["id"], t[e["id"]]["throughput"], accuracy_of(e) or 0.0) for e in manifest["configs"] if e["id"] in t]
-        front = pareto_front(pts)
+        front = pareto_front(pts, tie_groups(prof, batch))
         speeds = [t[i]["throughput"] for i in front]
+        q = ((prof.get("quality") or {}).get("batches") or {}).get(str(batch)) or {}
+        if "resolved_share" in q:
+            lines.append(f"bench: {100 * q['resolved_share']:.0f}% of stitches resolved against their FLOPs neighbours "
+                         f"or tied ({len(q['tie_groups'])} tie groups) at batch {batch}")
         lines.append(f"Pareto frontier: {len(front)} stitches from {min(speeds):.0f} to {max(speeds):.0f} img/s "
                      f"at batch {batch} (ONNX Runtime, FP32)")
     return lines

@@ -15,7 +15,8 @@ def test_fast_demo_end_to_end_and_cached_rerun(tmp_path):
     result = CliRunner().invoke(cli, ["-q", "demo", "--fast", "--workdir", str(work)])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert lines[-4].startswith("anchors Top-1") and "stitches score between" in lines[-3]
+    assert lines[-5].startswith("anchors Top-1") and "stitches score between" in lines[-4]
+    assert lines[-3].startswith("bench: ") and "resolved against their FLOPs neighbours or tied" in lines[-3]
     assert lines[-2].startswith("Pareto frontier") and lines[-1].startswith("report: ")
     for precision in ("fp32", "fp16"):
         folder = work / precision
@@ -24,6 +25,7 @@ def test_fast_demo_end_to_end_and_cached_rerun(tmp_path):
         assert all(e["accuracy"] and 0 <= e["accuracy"]["acc1"] <= 100 for e in m["configs"])
         verify_folder(folder)
         assert (folder / "report.md").is_file() and (folder / "throughput_vs_top1.png").stat().st_size > 10_000
+        assert (folder / "report.html").stat().st_size > 1_000_000
         assert list(folder.glob("profile.*.json"))
     records = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
     assert {r["cfg_id"] for r in records} == {0, 1, 2, 3, 4, 40, 70}
