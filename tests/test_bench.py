@@ -93,7 +93,9 @@ def test_report_frontier_matches_measured_data(tiny_folder, measured):
     table = path.read_text().split("## Pareto frontier")[1].split("\n## ")[0]
     ids = [int(line.split("|")[1]) for line in table.splitlines() if line.startswith("| ") and "---" not in line
            and not line.startswith("| id")]
-    assert ids == pareto_front(pts)
+    from snnet_export.engine_folder.profile import tie_groups
+
+    assert ids == pareto_front(pts, tie_groups(measured, 4))  # ties as the report draws them
     assert (tiny_folder / "throughput_vs_top1.png").stat().st_size > 0
 
 
@@ -289,7 +291,7 @@ def test_noisy_profile_warns_and_marks_unrankable(folder_copy, caplog):
     try:
         with caplog.at_level(logging.WARNING):
             prof = profile_from_engines(folder_copy, batches=1, configs="0,1", threads=1, peak=False,
-                                        write=False, **FAST)
+                                        write=False, ci_target=None, **FAST)  # first pass only: stays noisy
     finally:
         measure.time_interleaved = real
     q = prof["quality"]["batches"]["1"]

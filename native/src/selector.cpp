@@ -196,6 +196,8 @@ size_t Selector::choose(bool *no_fit, bool returning) const {
         return safe ? pick : best;
     }
     if (cands_[best].accuracy <= cands_[cur].accuracy) return best;
+    // CORRECTED: up-switches wait until the running stitch gave a full window (adaptive.py, dwell)
+    if (!returning && tracker_ && tracker_->corrected() && !tracker_->dwelt()) return cur;
     // switching up: only to a stitch that clears the budget by the margin
     bool found = false;
     size_t pick = cur;

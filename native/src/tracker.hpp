@@ -78,6 +78,8 @@ class LatencyTracker {
     }
     Answer pending() const { return pending_; }
     bool corrected() const { return corrected_; }
+    // adaptive.LatencyTracker.dwelt: the running stitch gave W samples since it was switched to
+    bool dwelt() const { return run_ >= size_; }
     double speed_factor() const { return corrected_ ? correction_ : 1.0; }
     double latency_factor() const { return !corrected_ ? 1.0 : (has_inflation_ ? inflation_ : correction_); }
     double correction() const { return correction_; }

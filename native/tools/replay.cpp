@@ -36,11 +36,11 @@ struct Report {
 std::string b64decode(const std::string &in) {
     static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string out;
-    int val = 0, bits = -8;
+    unsigned val = 0; int bits = -8;
     for (unsigned char c : in) {
         size_t pos = chars.find(char(c));
         if (pos == std::string::npos) break;  // '=' padding
-        val = (val << 6) + int(pos);
+        val = ((val << 6) + unsigned(pos)) & 0xFFFFFFu;  // keep 24 bits: no overflow
         bits += 6;
         if (bits >= 0) {
             out.push_back(char((val >> bits) & 0xFF));
