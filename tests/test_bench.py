@@ -296,7 +296,7 @@ def test_noisy_profile_warns_and_marks_unrankable(folder_copy, caplog):
         measure.time_interleaved = real
     q = prof["quality"]["batches"]["1"]
     assert q["rankable"] is False and q["noisy"] and set(q["noisy"]) <= {0, 1}  # which ones: timing-dependent
-    assert "ranking is not resolved" in caplog.text
+    assert "wider than 10%" in caplog.text or "ranking is not resolved" in caplog.text  # either unresolved warning
     resolved = [r["resolved"] for r in prof["stitches"]]  # wide CIs: resolved only if still separated
     assert ("ranking is not resolved" in caplog.text) == (not all(resolved))
 
