@@ -3,11 +3,13 @@
 Runs ``fuzz_folder`` (native/tests/fuzz_folder.cpp: seeded mutations of a valid manifest or
 profile: bit flips, splices, truncation, hostile numbers and strings, deep nesting; each input is
 opened and, when it opens, driven through budgets, observations and describe) from the
-``make native-asan`` build, on three templates: the tests' tiny folder, a synthetic LeViT folder
-and a synthetic 71-stitch DeiT folder. Any crash, leak, out-of-bounds access or undefined
+``make native-asan`` build, on four templates: the tests' tiny folder, a synthetic LeViT folder,
+a synthetic 71-stitch DeiT folder, and a synthetic ResNet folder whose profile carries the fields
+``bench`` writes since issue 20 (``tie_group``, ``latency_ms.p50_ci``, ``resolved``), some stitches
+without accuracy and TensorRT engine records for the default target (``dgpu``). Any crash, leak, out-of-bounds access or undefined
 behaviour aborts the run (``-fno-sanitize-recover=all``, LeakSanitizer on) and is counted.
 
-    make native-asan && .venv/bin/python benchmarks/native_fuzz.py
+    make native-asan && nice -n 15 .venv/bin/python benchmarks/native_fuzz.py
 
 Writes benchmarks/results/native_fuzz.json and .md.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -42,11 +45,31 @@ def run(template: Path | None, seed: int, count: int, env: dict[str, str]) -> di
     return rec
 
 
+def ties_folder(out: Path) -> Path:
+    """A synthetic ResNet folder whose profile has tie groups, p50 CIs and resolved flags, and dgpu engines."""
+    from snnet_export.conformance.folders import family_table, make_manifest, make_profile
+
+    rows = family_table("resnet")
+    for k in range(1000):  # the first seed whose profile has a tie group of two or more
+        rng = random.Random(f"fuzz-ties:{k}")
+        manifest = make_manifest("resnet", rows, rng, unknown=0.2, targets=("dgpu",))
+        prof = make_profile(rows, rng, [1, 8], unmeasured=0.0)
+        if any(len(r.get("tie_group", ())) > 1 for r in prof["stitches"]):
+            break
+    else:
+        raise RuntimeError("no seed gave a profile with a tie group")
+    out.mkdir(parents=True)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (out / "profile.synthetic.json").write_text(json.dumps(prof, indent=1))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", type=int, default=90_000)
     ap.add_argument("--levit", type=int, default=10_000)
     ap.add_argument("--deit", type=int, default=1_000)
+    ap.add_argument("--ties", type=int, default=20_000)
     args = ap.parse_args()
     if not FUZZ.is_file():
         sys.exit(f"{FUZZ} is missing: run `make native-asan` first")
@@ -57,7 +80,9 @@ def main() -> int:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         levit, deit = write_folder(Path(tmp) / "levit", "levit"), write_folder(Path(tmp) / "deit", "deit_tsb")
-        plan = [(None, 101 + k, args.tiny // 3) for k in range(3)] + [(levit, 201, args.levit), (deit, 301, args.deit)]
+        ties = ties_folder(Path(tmp) / "resnet_ties")
+        plan = [(None, 101 + k, args.tiny // 3) for k in range(3)] + [(levit, 201, args.levit), (deit, 301, args.deit),
+                                                                       (ties, 401, args.ties)]
         for template, seed, count in plan:
             runs.append(run(template, seed, count, env))
             print(json.dumps(runs[-1]), flush=True)
@@ -70,12 +95,17 @@ def main() -> int:
             statuses[k] = statuses.get(k, 0) + v
     result = {"inputs": total, "crashed_runs": crashes, "sanitizer_reports": reports, "statuses": statuses,
               "runs": runs, "build": "make native-asan (Debug, -fsanitize=address,undefined -fno-sanitize-recover=all)",
-              "load_average": os.getloadavg(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              "load_average": os.getloadavg(),
+              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                       text=True).stdout.strip(),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "native_fuzz.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Native folder-reader fuzz (ASan + UBSan)", "",
              f"{total} mutated folders, {crashes} crashed runs, {reports} sanitizer reports "
-             f"(load average {result['load_average'][0]:.2f}). Produced by `benchmarks/native_fuzz.py`.", "",
+             f"(load average {result['load_average'][0]:.2f}). Produced by `benchmarks/native_fuzz.py` at commit "
+             f"{result['commit']} on {result['created']}; the `resnet_ties` template's profile carries "
+             "`tie_group`, `p50_ci` and `resolved`.", "",
              "| template | seed | inputs | opened | manifest errors | profile errors | selector errors | sanitizer reports |",
              "|---|---|---|---|---|---|---|---|"]
     for r in runs:

@@ -40,21 +40,34 @@ bool copy_out(const T &full, T *out) {  // fill a caller's struct of an older, s
     return true;
 }
 
-// Run `fn` under the handle's lock, translating every exception into a status.
+// The one guard every entry point that takes a handle goes through: a NULL handle is refused, the
+// handle's lock is held when `lock` (and still held while a failure's message is written), and
+// every exception becomes a status and a one-line message on the handle.
 template <class F>
-snnet_status guarded(snnet_select *h, F fn) {
+snnet_status guard(snnet_select *h, bool lock, const char *nomem, F fn) {
     if (!h) return SNNET_E_ARGUMENT;
+    std::unique_lock<std::mutex> held(h->mu, std::defer_lock);
     try {
-        std::lock_guard<std::mutex> lock(h->mu);
-        if (!h->sel) return fail(h, SNNET_E_STATE, "this handle failed to open: close it and open the folder again");
-        return fn(*h->sel);
+        if (lock) held.lock();
+        return fn();
+    } catch (const snnet::FolderError &e) {
+        return fail(h, e.code, e.message.c_str());
     } catch (const std::bad_alloc &) {
-        return fail(h, SNNET_E_NOMEM, "out of memory");
+        return fail(h, SNNET_E_NOMEM, nomem);
     } catch (const std::exception &e) {
         return fail(h, SNNET_E_INTERNAL, (std::string("internal error: ") + e.what()).c_str());
     } catch (...) {
         return fail(h, SNNET_E_INTERNAL, "internal error");
     }
+}
+
+// guard() for the calls on an open selector: `fn(selector)` under the handle's lock.
+template <class F>
+snnet_status guarded(snnet_select *h, F fn) {
+    return guard(h, true, "out of memory", [&]() -> snnet_status {
+        if (!h->sel) return fail(h, SNNET_E_STATE, "this handle failed to open: close it and open the folder again");
+        return fn(*h->sel);
+    });
 }
 
 snnet_status lookup(snnet_select *h, snnet::Selector &s, int64_t stitch, size_t *index) {
@@ -150,21 +163,14 @@ snnet_status snnet_select_open(const char *folder, const snnet_select_options *o
     if (!h) return SNNET_E_NOMEM;
     *out = h;
     if (!folder) return fail(h, SNNET_E_ARGUMENT, "folder is NULL");
-    try {
+    // no lock: nobody else holds this handle yet
+    return guard(h, false, "out of memory while reading the folder", [&]() -> snnet_status {
         snnet::OpenOptions o;
         std::string why;
         if (!read_options(opts, &o, &why)) return fail(h, SNNET_E_ARGUMENT, why.c_str());
         h->sel.reset(new snnet::Selector(folder, o));
         return SNNET_OK;
-    } catch (const snnet::FolderError &e) {
-        return fail(h, e.code, e.message.c_str());
-    } catch (const std::bad_alloc &) {
-        return fail(h, SNNET_E_NOMEM, "out of memory while reading the folder");
-    } catch (const std::exception &e) {
-        return fail(h, SNNET_E_INTERNAL, (std::string("internal error: ") + e.what()).c_str());
-    } catch (...) {
-        return fail(h, SNNET_E_INTERNAL, "internal error");
-    }
+    });
 }
 
 void snnet_select_close(snnet_select *sel) { delete sel; }
@@ -174,10 +180,11 @@ const char *snnet_select_errmsg(const snnet_select *sel) {
 }
 
 snnet_status snnet_select_errmsg_copy(snnet_select *sel, char *buf, size_t cap) {
-    if (!sel || !buf || cap == 0) return SNNET_E_ARGUMENT;
-    std::lock_guard<std::mutex> lock(sel->mu);
-    std::snprintf(buf, cap, "%s", sel->err);
-    return SNNET_OK;
+    return guard(sel, true, "out of memory", [&]() -> snnet_status {
+        if (!buf || cap == 0) return SNNET_E_ARGUMENT;  // no message: it would overwrite the one asked for
+        std::snprintf(buf, cap, "%s", sel->err);
+        return SNNET_OK;
+    });
 }
 
 snnet_status snnet_select_set_budget(snnet_select *sel, double min_throughput, double max_latency_ms, int64_t batch,
