@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sysconfig
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -75,7 +76,10 @@ def test_policy_runs_most_accurate_within_slo_and_fastest_for_tight_budgets(hold
     assert int(holder.infer([_req(x)])[0]["stitch"][0, 0]) == 2  # SLO 1 s: the most accurate
     tight = holder.infer([_req(x), _req(x, max_latency_ms=0.01)])  # batch-mates return together
     assert [int(r["stitch"][0, 0]) for r in tight] == [0, 0]
-    assert int(holder.infer([_req(x)])[0]["stitch"][0, 0]) == 2  # and back up
+    holder.current.policy.dwell_s = 0.3
+    assert int(holder.infer([_req(x)])[0]["stitch"][0, 0]) == 0  # no way back up during the dwell
+    time.sleep(0.35)
+    assert int(holder.infer([_req(x)])[0]["stitch"][0, 0]) == 2  # and back up after it
 
 
 def test_queue_clock_bounds_the_wait_of_the_oldest_request():

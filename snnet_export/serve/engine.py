@@ -91,6 +91,8 @@ class EngineHolder:
         self.queue = QueueClock(options.max_queue_delay_ms / 1e3, self.max_batch)
         self._lock = threading.Lock()  # held while a batch runs and while swapping engines
         self._reloading = threading.Lock()
+        self._running = False
+        self._last_end = time.monotonic()
 
     def reload(self) -> bool:
         """Open the folder again and swap it in; ``False`` (one log line, old version kept) on failure."""
@@ -126,6 +128,7 @@ class EngineHolder:
     def infer(self, requests: Sequence[Any]) -> list[Response]:
         """PyTriton's inference callable: one batch of requests in, one response (or error) per request out."""
         with self._lock:
+            self._running = True
             start = time.perf_counter()
             queue_s = self.queue.started(start)
             try:
@@ -135,8 +138,15 @@ class EngineHolder:
                 log.error("%s (%d request(s))", msg, len(requests))
                 self.counter.add_errors(len(requests))
                 out = [error_response(msg) for _ in requests]
-            self.queue.finished(start, time.perf_counter(), sum(_images(r) for r in requests))
+            end, items = time.perf_counter(), sum(_images(r) for r in requests)
+            self.queue.finished(start, end, items)
+            self.current.policy.finished(start, end, self.queue.pipeline_gap, items >= self.max_batch)
+            self._running, self._last_end = False, time.monotonic()
             return out
+
+    def idle_s(self) -> float:
+        """Seconds since the last batch ended (0.0 while one runs)."""
+        return 0.0 if self._running else time.monotonic() - self._last_end
 
     def _serve(self, engine: Engine, requests: Sequence[Any], queue_s: float, start: float) -> list[Response]:
         out: list[Response | None] = [None] * len(requests)
@@ -156,7 +166,7 @@ class EngineHolder:
             budgets = [it.max_latency_ms for _, it in free if it.max_latency_ms is not None]
             items = sum(len(it.x) for _, it in free)
             waited = queue_s + time.perf_counter() - start  # + this batch's checks and pinned groups
-            engine.policy.choose(items, waited, min(budgets) if budgets else None)
+            engine.policy.choose(items, waited, min(budgets) if budgets else None, now=start)
             self._run_group(engine, free, None, out)
         errors = sum(ERROR_KEY in r for r in out if r is not None)
         if errors:

@@ -11,18 +11,32 @@ server sees. For each batch Triton hands over:
 2. the compute budget is ``min(budget - queue wait - overhead, budget / 2)``, where ``budget`` is the
    SLO or the tightest ``max_latency_ms`` of the batch's requests (they all return together). The
    half cap keeps the loop stable: the next batch's queue wait is this batch's compute;
-3. ``Selector.set_budget(max_latency_ms=compute budget, batch=...)`` picks the most accurate frontier
-   stitch whose predicted p99 latency fits (profiled median x the observed tail ratio of recent
-   calls), switching up only with the Selector's hysteresis margin; the batch is rounded *up* to
-   the next profiled batch size, so the prediction errs slow;
-4. ``Selector.run_with_id`` runs the batch and records its compute time (the closed loop's input).
+3. :class:`LoadMeter` measures the model instance's *utilisation*: the fraction of the last
+   ``window_s`` it was busy (each batch's time in this process plus the pipeline gap outside it);
+   a full batch counts as saturated (at least 1.0: requests were left waiting). A stitch holds the
+   load when its predicted utilisation, the measured one times (running stitch's throughput /
+   its throughput at this batch), stays at most ``hold`` (0.8); this becomes the Selector's
+   ``min_throughput``. A stitch that only answers one batch in time but cannot keep up with the
+   arrivals would build a queue that misses the SLO a few batches later: the throughput floor
+   moves the policy down *before* the latency shows it, and keeps it from oscillating between a
+   too-slow accurate stitch and the fastest one under sustained load;
+4. ``Selector.set_budget(max_latency_ms=compute budget, min_throughput=floor, batch=...)`` picks
+   the most accurate frontier stitch whose predicted p99 latency fits (profiled percentile x the
+   observed tail inflation) and whose throughput clears the floor; the batch is rounded *up* to the
+   next profiled batch size, so the prediction errs slow. Hysteresis on the way back up: a more
+   accurate stitch must clear both with the margin ``hold / up - 1`` (predicted utilisation at most
+   ``up``, 0.6, and its p99 a third inside the budget), and not before ``dwell_s`` (1 s) after the
+   last down-switch;
+5. ``Selector.run_with_id`` runs the batch and records its compute time (the closed loop's input).
 
-Under overload the fastest stitch runs and Triton's bounded queue refuses the excess.
+Under overload the fastest stitch runs and Triton's bounded queue refuses the excess. Each batch's
+decision is logged at DEBUG (``batch ...``: what :mod:`benchmarks.serve_load` reads back).
 """
 from __future__ import annotations
 
 import bisect
 import logging
+import math
 import statistics
 import threading
 import time
@@ -84,6 +98,30 @@ class QueueClock:
         self._prev = (start, end, items)
 
 
+class LoadMeter:
+    """Utilisation of the model instance: busy seconds over the last ``window_s`` seconds.
+
+    Busy per batch = its time in this process plus the pipeline gap outside it (the batch's share
+    of Triton's and PyTriton's serial work). A full batch left requests waiting: the server is
+    saturated, so the utilisation reads at least 1.0 until a batch that is not full arrives.
+    """
+
+    def __init__(self, window_s: float = 1.0) -> None:
+        self.window_s = window_s
+        self._busy: deque[tuple[float, float]] = deque()  # (end, busy seconds)
+        self._full = False
+
+    def add(self, start: float, end: float, gap_s: float, full: bool) -> None:
+        self._busy.append((end, max(end - start, 0.0) + gap_s))
+        self._full = full
+
+    def utilisation(self, now: float) -> float:
+        while self._busy and self._busy[0][0] < now - self.window_s:
+            self._busy.popleft()
+        busy = sum(b for _, b in self._busy) / self.window_s
+        return max(busy, 1.0) if self._full else busy
+
+
 class SloPolicy:
     """Choose and run one stitch per batch on a resident :class:`Selector` (see module docstring).
 
@@ -92,16 +130,25 @@ class SloPolicy:
         slo_ms: the latency objective per request.
         overhead_ms: time per request outside the model, reserved from every budget.
         fixed: serve only this stitch (no switching).
+        hold, up: a stitch stays while its predicted utilisation is at most ``hold``; a more
+            accurate one is switched to only at most ``up`` (and its p99 with the same margin).
+        dwell_s: no up-switch sooner than this after a down-switch.
+        window_s: the utilisation's window.
     """
 
     def __init__(self, selector: Selector, slo_ms: float, overhead_ms: float = 1.0,
-                 fixed: int | None = None) -> None:
+                 fixed: int | None = None, hold: float = 0.8, up: float = 0.6, dwell_s: float = 1.0,
+                 window_s: float = 1.0) -> None:
         self.selector = selector
         self.slo_ms = slo_ms
         self.overhead_ms = overhead_ms
         self.fixed = fixed
+        self.hold, self.dwell_s = hold, dwell_s
+        self.up_margin = hold / up - 1.0
+        self.load = LoadMeter(window_s)
         self._batches = sorted(int(b) for b in selector.profile["batches"])
         self._last: int | None = None
+        self._down_at = -math.inf
         self.switches = 0
 
     def profiled_batch(self, items: int) -> int:
@@ -115,20 +162,43 @@ class SloPolicy:
         left = total - queue_s * 1e3 - self.overhead_ms
         return max(min(left, total / 2), 1e-3)
 
-    def choose(self, items: int, queue_s: float, budget_ms: float | None = None) -> int:
+    def throughput_floor(self, now: float, batch: int) -> float | None:
+        """Images/s at ``batch`` a stitch needs to hold the measured load (step 3), ``None`` when idle."""
+        util = self.load.utilisation(now)
+        if util <= 0.0:
+            return None
+        cur = self.selector.candidates[self.selector.current]
+        near = batch if batch in cur.throughput else min(cur.throughput, key=lambda b: abs(b - batch))
+        return cur.throughput[near] / self.selector.correction * util / self.hold
+
+    def choose(self, items: int, queue_s: float, budget_ms: float | None = None,
+               now: float | None = None) -> int:
         """Set the Selector's budget for this batch; returns the stitch it calls for."""
         if self.fixed is not None:
             return self.fixed
+        now = time.perf_counter() if now is None else now
+        batch = self.profiled_batch(items)
+        latency = self.compute_budget_ms(queue_s, budget_ms)
+        floor = self.throughput_floor(now, batch)
+        # hysteresis on the way up; none at all during the dwell after a down-switch
+        self.selector.hysteresis = self.up_margin if now - self._down_at >= self.dwell_s else math.inf
         with warnings.catch_warnings():  # "no stitch meets the budget": overload, logged on the switch below
             warnings.simplefilter("ignore")
-            chosen = self.selector.set_budget(max_latency_ms=self.compute_budget_ms(queue_s, budget_ms),
-                                              batch=self.profiled_batch(items))
+            chosen = self.selector.set_budget(max_latency_ms=latency, min_throughput=floor, batch=batch)
+        log.debug("batch t=%.4f items=%d queue_ms=%.2f util=%.3f budget_ms=%.2f floor=%.1f stitch=%d", now,
+                  items, queue_s * 1e3, self.load.utilisation(now), latency, floor or 0.0, chosen)
         if chosen != self._last:
             if self._last is not None:
                 self.switches += 1
-            log.debug("batch of %d, queue %.1f ms: stitch %s -> %d", items, queue_s * 1e3, self._last, chosen)
+                cands = self.selector.candidates
+                if cands[chosen].accuracy < cands[self._last].accuracy:
+                    self._down_at = now
             self._last = chosen
         return chosen
+
+    def finished(self, start: float, end: float, gap_s: float, full: bool) -> None:
+        """Record a served batch (busy time) for the utilisation."""
+        self.load.add(start, end, gap_s, full)
 
     def run(self, x: NDArray[np.float32], stitch: int | None = None) -> tuple[int, NDArray[np.float32]]:
         """Run ``x`` (float32 [n, C, H, W]) on ``stitch`` (pinned) or the chosen one; ``(id, logits)``."""
