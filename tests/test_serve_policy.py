@@ -183,3 +183,34 @@ def test_without_the_serve_extra_the_command_names_it(folder):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "Warning" not in ln and "warn" not in ln]
     assert proc.returncode == 1 and "snnet-export[serve]" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(lines) == 1, lines
+
+
+def test_a_memory_budget_below_the_weights_is_refused_in_one_line_before_serving(folder):
+    from click.testing import CliRunner
+
+    from snnet_export.cli import cli
+
+    result = CliRunner().invoke(cli, ["serve", str(folder), "--max-resident-mb", "0.01", "--http-port", "18934",
+                                      "--grpc-port", "18935", "--metrics-port", "18936"])
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error:") and "max_resident_mb" in lines[0] and "minimum" in lines[0]
+    assert "serving" not in result.output  # refused before Triton started
+
+
+def test_under_a_memory_budget_every_stitch_can_be_pinned_and_loads_on_use(folder):
+    from snnet_export.runtime.residency import MiB
+
+    weights = (folder / "weights.fp32.bin").stat().st_size
+    h = EngineHolder(folder, ServeOptions(threads=1, max_resident_mb=(weights + MiB // 2) / MiB + 0.01))
+    try:
+        sel = h.current.selector
+        assert sel.residency is not None and len(sel.resident) < 3  # not all fit at once
+        x = np.random.default_rng(3).standard_normal((2, 3, 4, 4)).astype(np.float32)
+        with Selector(folder, threads=1) as ref:
+            for sid in (0, 1, 2, 0):
+                r = h.infer([_req(x, stitch=sid)])[0]
+                assert _error(r) is None and int(r["stitch"][0, 0]) == sid
+                np.testing.assert_allclose(r["logits"], ref.run(x, stitch=sid), atol=1e-5, rtol=0)
+    finally:
+        h.close()

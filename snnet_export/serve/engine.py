@@ -56,15 +56,22 @@ class Engine:
         self.selector.close()
 
 
+def pinnable(sel: Selector) -> list[int]:
+    """Stitch ids a request may pin: the resident ones; with a memory budget, every profiled stitch
+    (one not resident loads on its first call, evicting the least recently used)."""
+    return sorted(sel.candidates) if sel.residency is not None else sel.resident
+
+
 def open_engine(folder: Path, options: ServeOptions) -> Engine:
     """Open ``folder`` (resolved), check the pinned/fixed stitch, warm every resident stitch up."""
     resolved = Path(os.path.realpath(folder))
-    sel = Selector(resolved, backend="auto", resident=options.resident, latency_stat="p99",
-                   threads=options.threads)
+    sel = Selector(resolved, backend="ort" if options.max_resident_mb is not None else "auto",
+                   resident=options.resident, latency_stat="p99", threads=options.threads,
+                   max_resident_mb=options.max_resident_mb)
     try:
-        if options.stitch is not None and options.stitch not in sel.resident:
+        if options.stitch is not None and options.stitch not in pinnable(sel):
             raise ServeError(f"--stitch {options.stitch} is not a resident stitch of {resolved}; "
-                             f"resident: {sel.resident}")
+                             f"resident: {pinnable(sel)}")
         chw = tuple(int(d) for d in sel.manifest["input_shape"])
         classes = int(sel.manifest["num_classes"])
         warm = np.zeros((1, *chw), np.float32)
@@ -151,7 +158,7 @@ class EngineHolder:
     def _serve(self, engine: Engine, requests: Sequence[Any], queue_s: float, start: float) -> list[Response]:
         out: list[Response | None] = [None] * len(requests)
         groups: dict[int | None, list[tuple[int, Item]]] = {}
-        resident = engine.selector.resident
+        resident = pinnable(engine.selector)
         for i, req in enumerate(requests):
             try:
                 item = item_from_request(req.data, req.parameters, INPUT, engine.chw, resident)
