@@ -214,3 +214,26 @@ def test_under_a_memory_budget_every_stitch_can_be_pinned_and_loads_on_use(folde
                 np.testing.assert_allclose(r["logits"], ref.run(x, stitch=sid), atol=1e-5, rtol=0)
     finally:
         h.close()
+
+
+def test_a_load_the_running_stitch_cannot_hold_moves_the_policy_down_before_its_latency_misses(folder):
+    from snnet_export.serve.policy import SloPolicy
+
+    with Selector(folder, threads=1, latency_stat="p99", resident="none") as sel:
+        pol = SloPolicy(sel, slo_ms=1000.0, dwell_s=0.5)  # the latency budget fits every stitch
+        assert pol.choose(4, 0.0, now=0.0) == 2  # idle: the most accurate
+        t = 0.0
+        while t < 1.0:  # stitch 2 busy 90 % of the last second: more than hold (0.8)
+            pol.finished(t, t + 0.09, 0.0, False, 4)
+            t += 0.1
+        assert pol.util == 0.0 and pol.choose(4, 0.0, now=t) == 1  # stitch 1 is twice as fast: ~45 %
+        assert pol.util == pytest.approx(0.9, abs=0.05)
+        # the window still holds stitch 2's batches: counted as stitch 1 would have run them (~0.45),
+        # so the policy does not fall through to the fastest stitch
+        assert pol.choose(4, 0.0, now=t + 0.01) == 1 and pol.util == pytest.approx(0.45, abs=0.05)
+        for k in range(10):  # the load halves, on stitch 1: 20 % busy; stitch 2 would be 40 % < up (0.6)
+            pol.finished(t + 0.1 * k, t + 0.1 * k + 0.02, 0.0, False, 4)
+        assert pol.choose(4, 0.0, now=t + 0.3) == 1  # not during the dwell after the down-switch
+        assert pol.choose(4, 0.0, now=t + 1.0) == 2  # after it: back up
+        pol.finished(t + 1.0, t + 1.01, 0.0, True, 64)  # a full batch: saturated, whatever the window says
+        assert pol.choose(4, 0.0, now=t + 1.02) != 2

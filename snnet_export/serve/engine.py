@@ -147,7 +147,7 @@ class EngineHolder:
                 out = [error_response(msg) for _ in requests]
             end, items = time.perf_counter(), sum(_images(r) for r in requests)
             self.queue.finished(start, end, items)
-            self.current.policy.finished(start, end, self.queue.pipeline_gap, items >= self.max_batch)
+            self.current.policy.finished(start, end, self.queue.pipeline_gap, items >= self.max_batch, items)
             self._running, self._last_end = False, time.monotonic()
             return out
 

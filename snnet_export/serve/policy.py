@@ -42,6 +42,7 @@ import threading
 import time
 import warnings
 from collections import Counter, deque
+from typing import Callable
 import numpy as np
 from numpy.typing import NDArray
 
@@ -102,24 +103,41 @@ class LoadMeter:
     """Utilisation of the model instance: busy seconds over the last ``window_s`` seconds.
 
     Busy per batch = its time in this process plus the pipeline gap outside it (the batch's share
-    of Triton's and PyTriton's serial work). A full batch left requests waiting: the server is
-    saturated, so the utilisation reads at least 1.0 until a batch that is not full arrives.
+    of Triton's and PyTriton's serial work), kept with the stitch that ran it and the batch size,
+    so that :meth:`utilisation` can say how busy the server *would* have been on another stitch
+    (each batch scaled by the ratio of the two stitches' profiled throughputs at its size: right
+    after a switch the window still holds the previous stitch's batches). A full batch left
+    requests waiting: the server is saturated, so it reads at least 1.0 until a batch that is not
+    full arrives. After an idle spell the busy time is divided by the time since traffic resumed
+    (at least a third of the window), so a load step is seen within a few batches.
     """
 
     def __init__(self, window_s: float = 1.0) -> None:
         self.window_s = window_s
-        self._busy: deque[tuple[float, float]] = deque()  # (end, busy seconds)
+        self._busy: deque[tuple[float, float, int, int]] = deque()  # (end, busy seconds, stitch, images)
         self._full = False
+        self._since = 0.0  # start of the first batch after the last idle window
 
-    def add(self, start: float, end: float, gap_s: float, full: bool) -> None:
-        self._busy.append((end, max(end - start, 0.0) + gap_s))
+    def add(self, start: float, end: float, gap_s: float, full: bool, stitch: int, images: int) -> None:
+        if not self._busy or self._busy[-1][0] < end - self.window_s:
+            self._since = start  # the first batch after an idle window: measure from here
+        self._busy.append((end, max(end - start, 0.0) + gap_s, stitch, images))
         self._full = full
 
-    def utilisation(self, now: float) -> float:
+    def utilisation(self, now: float, on: int | None = None,
+                    speed: Callable[[int, int], float] | None = None) -> float:
+        """Busy fraction of the window; with ``on`` and ``speed(stitch, images)`` (images/s), as if
+        every batch had run on stitch ``on``."""
         while self._busy and self._busy[0][0] < now - self.window_s:
             self._busy.popleft()
-        busy = sum(b for _, b in self._busy) / self.window_s
-        return max(busy, 1.0) if self._full else busy
+        if on is None or speed is None:
+            busy = sum(b for _, b, _, _ in self._busy)
+        else:
+            busy = sum(b if s == on else b * speed(s, n) / speed(on, n) for _, b, s, n in self._busy)
+        # after an idle spell the window holds less than window_s of traffic: divide by what it holds
+        # (at least a third of the window, so one batch does not read as saturation)
+        span = min(self.window_s, max(now - self._since, self.window_s / 3))
+        return max(busy / span, 1.0) if self._full else busy / span
 
 
 class SloPolicy:
@@ -149,6 +167,8 @@ class SloPolicy:
         self._batches = sorted(int(b) for b in selector.profile["batches"])
         self._last: int | None = None
         self._down_at = -math.inf
+        self._ran: int | None = None  # the stitch that ran the batch now being served
+        self.util = 0.0  # the last utilisation measured (as if on the running stitch)
         self.switches = 0
 
     def profiled_batch(self, items: int) -> int:
@@ -164,12 +184,16 @@ class SloPolicy:
 
     def throughput_floor(self, now: float, batch: int) -> float | None:
         """Images/s at ``batch`` a stitch needs to hold the measured load (step 3), ``None`` when idle."""
-        util = self.load.utilisation(now)
+        cur = self.selector.current
+        util = self.util = self.load.utilisation(now, cur, self._speed)
         if util <= 0.0:
             return None
-        cur = self.selector.candidates[self.selector.current]
-        near = batch if batch in cur.throughput else min(cur.throughput, key=lambda b: abs(b - batch))
-        return cur.throughput[near] / self.selector.correction * util / self.hold
+        return self._speed(cur, batch) / self.selector.correction * util / self.hold
+
+    def _speed(self, stitch: int, images: int) -> float:
+        """Profiled images/s of ``stitch`` at the profiled batch nearest ``images``."""
+        thr = self.selector.candidates[stitch].throughput
+        return thr[images] if images in thr else thr[min(thr, key=lambda b: abs(b - images))]
 
     def choose(self, items: int, queue_s: float, budget_ms: float | None = None,
                now: float | None = None) -> int:
@@ -186,7 +210,7 @@ class SloPolicy:
             warnings.simplefilter("ignore")
             chosen = self.selector.set_budget(max_latency_ms=latency, min_throughput=floor, batch=batch)
         log.debug("batch t=%.4f items=%d queue_ms=%.2f util=%.3f budget_ms=%.2f floor=%.1f stitch=%d", now,
-                  items, queue_s * 1e3, self.load.utilisation(now), latency, floor or 0.0, chosen)
+                  items, queue_s * 1e3, self.util, latency, floor or 0.0, chosen)
         if chosen != self._last:
             if self._last is not None:
                 self.switches += 1
@@ -196,20 +220,24 @@ class SloPolicy:
             self._last = chosen
         return chosen
 
-    def finished(self, start: float, end: float, gap_s: float, full: bool) -> None:
-        """Record a served batch (busy time) for the utilisation."""
-        self.load.add(start, end, gap_s, full)
+    def finished(self, start: float, end: float, gap_s: float, full: bool, images: int) -> None:
+        """Record a served batch (busy time, the stitch that ran it) for the utilisation."""
+        self.load.add(start, end, gap_s, full, self._ran if self._ran is not None else self.selector.current, images)
+        self._ran = None
 
     def run(self, x: NDArray[np.float32], stitch: int | None = None) -> tuple[int, NDArray[np.float32]]:
         """Run ``x`` (float32 [n, C, H, W]) on ``stitch`` (pinned) or the chosen one; ``(id, logits)``."""
         if stitch is None and self.fixed is None:
             out = self.selector.run_with_id(x)  # the active stitch, timed: the closed loop's sample
+            self._ran = out.stitch
             return out.stitch, out.logits
         sid = self.fixed if stitch is None else stitch
         assert sid is not None
         t0 = time.perf_counter()
         y = self.selector.run(x, stitch=sid)
         self.selector.observe(sid, len(x), time.perf_counter() - t0)
+        if self._ran is None:
+            self._ran = sid
         return sid, y
 
 
