@@ -261,6 +261,7 @@ def main() -> None:
     finally:
         codes = {n: s.stop() for n, s in servers.items()}
         batches = policy_batches(logs / "policy.log")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     (args.out.parent / (args.out.name + "_batches.json")).write_text(json.dumps(batches))
     write(args, src, work, frontier, acc, fixed, cal, slo_ms, peak, results, timeline, steps,
           {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in load_after]}, codes, k, max_batch)

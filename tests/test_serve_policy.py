@@ -235,5 +235,18 @@ def test_a_load_the_running_stitch_cannot_hold_moves_the_policy_down_before_its_
             pol.finished(t + 0.1 * k, t + 0.1 * k + 0.02, 0.0, False, 4)
         assert pol.choose(4, 0.0, now=t + 0.3) == 1  # not during the dwell after the down-switch
         assert pol.choose(4, 0.0, now=t + 1.0) == 2  # after it: back up
-        pol.finished(t + 1.0, t + 1.01, 0.0, True, 64)  # a full batch: saturated, whatever the window says
-        assert pol.choose(4, 0.0, now=t + 1.02) != 2
+        pol.finished(t + 1.0, t + 1.01, 0.0, True, 64)  # a full batch: saturated, whatever the window says:
+        assert pol.choose(4, 0.0, now=t + 1.02) == 2 and pol.util >= pol.hold  # the running stitch may stay,
+        assert pol.throughput_floor(t + 1.02) == pytest.approx(sel.candidates[2].throughput[4])  # none above it
+
+
+def test_pipeline_time_between_batches_counts_as_busy_but_does_not_scale_with_the_stitch(folder):
+    from snnet_export.serve.policy import LoadMeter
+
+    m = LoadMeter(window_s=1.0)
+    for k in range(10):  # 20 ms compute, then 25 ms to the next: 15 ms (the pipeline gap) count, but not before the first
+        m.add(0.045 * k, 0.045 * k + 0.02, 0.015, False, work=0.02 * 1000.0)
+    work, pipeline, span = m.window(0.5)
+    assert work == pytest.approx(200.0) and pipeline == pytest.approx(9 * 0.015) and span == pytest.approx(0.5)
+    m.add(5.0, 5.01, 0.015, False, work=10.0)  # after an idle spell: the gap is idle, not pipeline
+    assert m.window(5.01) == pytest.approx((10.0, 0.0, 1.0 / 3))

@@ -42,7 +42,6 @@ import threading
 import time
 import warnings
 from collections import Counter, deque
-from typing import Callable
 import numpy as np
 from numpy.typing import NDArray
 
@@ -100,44 +99,40 @@ class QueueClock:
 
 
 class LoadMeter:
-    """Utilisation of the model instance: busy seconds over the last ``window_s`` seconds.
+    """How busy the model instance was over the last ``window_s`` seconds, and on which stitches.
 
-    Busy per batch = its time in this process plus the pipeline gap outside it (the batch's share
-    of Triton's and PyTriton's serial work), kept with the stitch that ran it and the batch size,
-    so that :meth:`utilisation` can say how busy the server *would* have been on another stitch
-    (each batch scaled by the ratio of the two stitches' profiled throughputs at its size: right
-    after a switch the window still holds the previous stitch's batches). A full batch left
-    requests waiting: the server is saturated, so it reads at least 1.0 until a batch that is not
-    full arrives. After an idle spell the busy time is divided by the time since traffic resumed
-    (at least a third of the window), so a load step is seen within a few batches.
+    Per batch it keeps the compute time in this process, the stitch and batch size, and the
+    *pipeline* time before it: the gap since the previous batch ended, up to the pipeline gap
+    (Triton's and PyTriton's serial work between two batches; a gap over twice that was idle). The window's
+    work is expressed in images at profiled speed (compute time x the stitch's profiled images/s at
+    that batch size), so that a stitch ``s`` would be busy ``work / speed(s) + pipeline`` of the
+    window: right after a switch the window still holds the previous stitch's batches. After an
+    idle spell the span is the time since traffic resumed (at least a third of the window).
+    A full batch left requests waiting: :attr:`saturated` until a batch that is not full.
     """
 
     def __init__(self, window_s: float = 1.0) -> None:
         self.window_s = window_s
-        self._busy: deque[tuple[float, float, int, int]] = deque()  # (end, busy seconds, stitch, images)
-        self._full = False
+        self._rows: deque[tuple[float, float, float]] = deque()  # (end, images of work, pipeline s)
         self._since = 0.0  # start of the first batch after the last idle window
+        self._end: float | None = None
+        self.saturated = False
 
-    def add(self, start: float, end: float, gap_s: float, full: bool, stitch: int, images: int) -> None:
-        if not self._busy or self._busy[-1][0] < end - self.window_s:
-            self._since = start  # the first batch after an idle window: measure from here
-        self._busy.append((end, max(end - start, 0.0) + gap_s, stitch, images))
-        self._full = full
+    def add(self, start: float, end: float, gap_s: float, full: bool, work: float) -> None:
+        """A batch ran from ``start`` to ``end``; ``work`` = its compute seconds x profiled images/s."""
+        if self._end is None or self._end < start - self.window_s:
+            self._since = start
+        gap = math.inf if self._end is None else max(start - self._end, 0.0)
+        pipeline = min(gap, gap_s) if gap <= 2 * gap_s else 0.0  # a longer gap: the server sat idle
+        self._rows.append((end, work, pipeline))
+        self._end, self.saturated = end, full
 
-    def utilisation(self, now: float, on: int | None = None,
-                    speed: Callable[[int, int], float] | None = None) -> float:
-        """Busy fraction of the window; with ``on`` and ``speed(stitch, images)`` (images/s), as if
-        every batch had run on stitch ``on``."""
-        while self._busy and self._busy[0][0] < now - self.window_s:
-            self._busy.popleft()
-        if on is None or speed is None:
-            busy = sum(b for _, b, _, _ in self._busy)
-        else:
-            busy = sum(b if s == on else b * speed(s, n) / speed(on, n) for _, b, s, n in self._busy)
-        # after an idle spell the window holds less than window_s of traffic: divide by what it holds
-        # (at least a third of the window, so one batch does not read as saturation)
+    def window(self, now: float) -> tuple[float, float, float]:
+        """``(work in images, pipeline seconds, span seconds)`` of the window ending ``now``."""
+        while self._rows and self._rows[0][0] < now - self.window_s:
+            self._rows.popleft()
         span = min(self.window_s, max(now - self._since, self.window_s / 3))
-        return max(busy / span, 1.0) if self._full else busy / span
+        return sum(r[1] for r in self._rows), sum(r[2] for r in self._rows), span
 
 
 class SloPolicy:
@@ -169,6 +164,7 @@ class SloPolicy:
         self._down_at = -math.inf
         self._ran: int | None = None  # the stitch that ran the batch now being served
         self.util = 0.0  # the last utilisation measured (as if on the running stitch)
+        self._batch = self._batches[0]
         self.switches = 0
 
     def profiled_batch(self, items: int) -> int:
@@ -182,13 +178,20 @@ class SloPolicy:
         left = total - queue_s * 1e3 - self.overhead_ms
         return max(min(left, total / 2), 1e-3)
 
-    def throughput_floor(self, now: float, batch: int) -> float | None:
-        """Images/s at ``batch`` a stitch needs to hold the measured load (step 3), ``None`` when idle."""
-        cur = self.selector.current
-        util = self.util = self.load.utilisation(now, cur, self._speed)
-        if util <= 0.0:
+    def throughput_floor(self, now: float) -> float | None:
+        """Images/s (profiled, before the closed loop's correction) a stitch needs to keep its
+        utilisation at most ``hold`` under the measured load (step 3); ``None`` when idle, or when
+        the pipeline alone keeps the server that busy (no stitch would help: the latency decides)."""
+        work, pipeline, span = self.load.window(now)
+        free = self.hold * span - pipeline
+        cur = self._speed(self.selector.current, self._batch)
+        self.util = (work / cur + pipeline) / span if cur > 0 else 0.0
+        if self.load.saturated:
+            self.util = max(self.util, self.hold)
+        if work <= 0.0 or free <= 0.0:
             return None
-        return self._speed(cur, batch) / self.selector.correction * util / self.hold
+        floor = work / free / self.selector.correction
+        return max(floor, cur / self.selector.correction) if self.load.saturated else floor
 
     def _speed(self, stitch: int, images: int) -> float:
         """Profiled images/s of ``stitch`` at the profiled batch nearest ``images``."""
@@ -201,9 +204,9 @@ class SloPolicy:
         if self.fixed is not None:
             return self.fixed
         now = time.perf_counter() if now is None else now
-        batch = self.profiled_batch(items)
+        batch = self._batch = self.profiled_batch(items)
         latency = self.compute_budget_ms(queue_s, budget_ms)
-        floor = self.throughput_floor(now, batch)
+        floor = self.throughput_floor(now)
         # hysteresis on the way up; none at all during the dwell after a down-switch
         self.selector.hysteresis = self.up_margin if now - self._down_at >= self.dwell_s else math.inf
         with warnings.catch_warnings():  # "no stitch meets the budget": overload, logged on the switch below
@@ -221,8 +224,9 @@ class SloPolicy:
         return chosen
 
     def finished(self, start: float, end: float, gap_s: float, full: bool, images: int) -> None:
-        """Record a served batch (busy time, the stitch that ran it) for the utilisation."""
-        self.load.add(start, end, gap_s, full, self._ran if self._ran is not None else self.selector.current, images)
+        """Record a served batch (its time, the stitch that ran it) for the utilisation."""
+        ran = self._ran if self._ran is not None else self.selector.current
+        self.load.add(start, end, gap_s, full, (end - start) * self._speed(ran, images))
         self._ran = None
 
     def run(self, x: NDArray[np.float32], stitch: int | None = None) -> tuple[int, NDArray[np.float32]]:
