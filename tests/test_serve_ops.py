@@ -183,7 +183,7 @@ def test_sigterm_drains_queued_requests_and_exits_0_promptly(slow_server):
     results: list[object] = []
     sender = threading.Thread(target=lambda: results.extend(_send_all(slow_server, 5, x)))
     sender.start()
-    _wait_pending(slow_server, 3)  # requests Triton holds in its queue (one more runs)
+    _wait_pending(slow_server, 4)  # all five in Triton: four in its queue, one running
     t0 = time.monotonic()
     slow_server.signal(signal.SIGTERM)
     sender.join()

@@ -1,7 +1,8 @@
 """PyTriton wiring: the Triton model, per-request error statuses, signals and the serving loop.
 
 * Model: input ``input`` FP32 ``[-1, C, H, W]``; outputs ``logits`` FP32 ``[-1, classes]`` and
-  ``stitch`` INT32 ``[-1, 1]`` (Triton gives every output at least one dimension per item). Dynamic batching up
+  ``stitch`` INT32 ``[-1, 1]`` (Triton refuses a per-item scalar, and the Python backend
+  does not apply a reshape to ``[-1]``: docs/serve.md). Dynamic batching up
   to ``max_batch`` images, at most ``max_queue_delay_ms`` of delay; the default queue policy
   refuses requests beyond ``max_queue`` waiting ones at once (UNAVAILABLE).
 * Per-request errors: PyTriton 0.7 answers a whole batch with one error (its traceback) when the
