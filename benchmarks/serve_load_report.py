@@ -52,7 +52,7 @@ def markdown(out: dict[str, Any]) -> str:
             lines.append(f"| {r['step']} | {name} | {r['p50_ms']} | {r['p99_ms']} | {r['over_slo_pct']} | "
                          f"{r['answered']}/{r['sent']} | {r['refused']} | {r['throughput_rps']} | "
                          f"{r['effective_accuracy_pct']} | {r['accuracy_answered_pct']} | {r['max_send_lag_ms']} | "
-                         f"{r['images_per_stitch']} |")
+                         f"{ {int(k): v for k, v in r['images_per_stitch'].items()} } |")
     met = [r["goal_met"] for r in out["comparison"] if r["goal_met"] is not None]
     lines += ["", f"Goal (at every step the fastest stitch holds: <= 1% over the SLO and effective accuracy >= "
               f"best of (b)(c)(d) - 0.5 point): met at {sum(met)} of {len(met)} such steps.", "",
