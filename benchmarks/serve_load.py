@@ -14,7 +14,7 @@ One run, on the digits demo folder (real validation accuracy, real digits images
   over the SLO (late, refused or failed), throughput, effective accuracy (images answered
   correctly within the SLO / images sent), and the stitches served.
 
-    flock /tmp/snnet-bench.lock .venv/bin/python benchmarks/serve_load.py
+    flock /work/bench.lock .venv/bin/python benchmarks/serve_load.py
 
 Writes benchmarks/results/serve_load.json, .md and serve_load.png.
 """
@@ -43,7 +43,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--folder", type=Path, default=None, help="engine folder (default: the digits demo's FP32)")
     p.add_argument("--images", type=int, default=8, help="images per request")
     p.add_argument("--steps", default="0.5,1,2,3,4,3,2,1,0.5", help="offered load, x capacity of the best stitch")
-    p.add_argument("--step-s", type=float, default=5.0)
+    p.add_argument("--step-s", type=float, default=8.0)
     p.add_argument("--fixed", type=int, default=4, help="single-stitch servers (frontier stitches)")
     p.add_argument("--slo-ms", type=float, default=None)
     p.add_argument("--slo-factor", type=float, default=8.0)
@@ -188,13 +188,13 @@ def summarise(rows: list[dict], rate: float, seconds: float, slo_s: float, k: in
 
 
 def start_servers(folder: Path, names: dict[str, int | None], args: argparse.Namespace, slo_ms: float,
-                  max_batch: int, logs: Path, overhead_ms: float = 1.0) -> dict:
+                  max_batch: int, logs: Path, overhead_ms: float = 1.0, verbose: int = 0) -> dict:
     from serve_helpers import Server
 
     common = ["--max-batch", str(max_batch), "--max-queue", str(args.max_queue), "--max-queue-delay-ms", "1",
               "--slo-ms", f"{slo_ms:.3f}", "--overhead-ms", f"{overhead_ms:.3f}"]
-    servers = {name: Server(folder, logs / f"{name}.log", *common, *([] if sid is None else ["--stitch", str(sid)]))
-               for name, sid in names.items()}
+    servers = {name: Server(folder, logs / f"{name}.log", *common, *([] if sid is None else ["--stitch", str(sid)]),
+                            verbose=verbose) for name, sid in names.items()}
     for s in servers.values():
         s.wait_ready(300)
     return servers
@@ -230,7 +230,8 @@ def main() -> None:
         overhead_ms = args.overhead_ms if args.overhead_ms is not None else max(1.0, cal["unloaded_p50_ms"] - compute_ms)
         cal.update(profiled_compute_p50_ms=round(compute_ms, 2), overhead_ms=round(overhead_ms, 2))
         slo_ms = args.slo_ms or round(args.slo_factor * cal["unloaded_p50_ms"], 1)
-        servers.update(start_servers(work, {"policy": None}, args, slo_ms, max_batch, logs, overhead_ms))
+        # -vv: the policy logs each batch's decision (read back into serve_load_batches.json)
+        servers.update(start_servers(work, {"policy": None}, args, slo_ms, max_batch, logs, overhead_ms, verbose=2))
     except BaseException:
         for s in servers.values():
             s.stop()
@@ -253,13 +254,28 @@ def main() -> None:
                                                                                k, acc)})
                 if name == "policy":
                     timeline += [{"t": round(clock + r["t"], 4), "load_x": mult,
-                                  "stitch": int(r["stitch"][0]) if "stitch" in r else None} for r in rows]
+                                  "stitch": int(r["stitch"][0]) if "stitch" in r else None,
+                                  "lat_ms": round(r["lat"] * 1e3, 2), "error": r.get("error")} for r in rows]
             clock += args.step_s
         load_after = os.getloadavg()
     finally:
         codes = {n: s.stop() for n, s in servers.items()}
+        batches = policy_batches(logs / "policy.log")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    (args.out.parent / (args.out.name + "_batches.json")).write_text(json.dumps(batches))
     write(args, src, work, frontier, acc, fixed, cal, slo_ms, peak, results, timeline, steps,
           {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in load_after]}, codes, k, max_batch)
+
+
+def policy_batches(log: Path) -> list[dict]:
+    """The policy server's per-batch decisions (its DEBUG ``batch t=...`` lines), in order."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        at = line.find("batch t=")
+        if at >= 0:
+            fields = dict(kv.split("=", 1) for kv in line[at + 6:].split())
+            out.append({k: float(v) if k != "stitch" and k != "items" else int(v) for k, v in fields.items()})
+    return out
 
 
 def compare(results: dict[str, list[dict]], fixed: list[int], steps: list[float]) -> list[dict]:

@@ -24,7 +24,9 @@ def markdown(out: dict[str, Any]) -> str:
         f"Environment: {env['cpu_count']} CPUs shared with other work, load average before {env['load_average']['before']}"
         f", after {env['load_average']['after']}; FP32 matmul peak {env['matmul_peak_gflops']} GFLOP/s at "
         f"{env['ort_threads_per_server']} thread(s); ONNX Runtime {env['onnxruntime']}, PyTriton {env['pytriton']}, "
-        f"{env['ort_threads_per_server']} ORT thread per server. No GPU, no TensorRT: not measured.", "",
+        f"{env['ort_threads_per_server']} ORT thread per server. No GPU, no TensorRT: not measured. The policy "
+        "server runs with `-vv` (one DEBUG line per batch, its decisions in serve_load_batches.json); the "
+        "single-stitch servers do not.", "",
         "Effective accuracy = images answered correctly within the SLO / images sent (late, refused and failed "
         "requests count as wrong). (a) the SLO policy, (b) stitch "
         f"{fixed[0]} (most accurate), (c) stitch {fixed[-1]} (fastest), (d) the best fixed stitch of each step in "
@@ -50,7 +52,7 @@ def markdown(out: dict[str, Any]) -> str:
             lines.append(f"| {r['step']} | {name} | {r['p50_ms']} | {r['p99_ms']} | {r['over_slo_pct']} | "
                          f"{r['answered']}/{r['sent']} | {r['refused']} | {r['throughput_rps']} | "
                          f"{r['effective_accuracy_pct']} | {r['accuracy_answered_pct']} | {r['max_send_lag_ms']} | "
-                         f"{r['images_per_stitch']} |")
+                         f"{ {int(k): v for k, v in r['images_per_stitch'].items()} } |")
     met = [r["goal_met"] for r in out["comparison"] if r["goal_met"] is not None]
     lines += ["", f"Goal (at every step the fastest stitch holds: <= 1% over the SLO and effective accuracy >= "
               f"best of (b)(c)(d) - 0.5 point): met at {sum(met)} of {len(met)} such steps.", "",

@@ -53,10 +53,11 @@ def free_ports(n: int) -> list[int]:
 class Server:
     """A ``snnet-export serve FOLDER`` child process on free loopback ports."""
 
-    def __init__(self, folder: Path, log: Path, *args: str) -> None:
+    def __init__(self, folder: Path, log: Path, *args: str, verbose: int = 0) -> None:
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
         self.log_path = log
-        cmd = [sys.executable, "-m", "snnet_export.cli", "serve", str(folder), "--http-port", str(self.http_port),
+        flags = [f"-{'v' * verbose}"] if verbose else []
+        cmd = [sys.executable, "-m", "snnet_export.cli", *flags, "serve", str(folder), "--http-port", str(self.http_port),
                "--grpc-port", str(self.grpc_port), "--metrics-port", str(self.metrics_port), "--threads", "1", *args]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         self._log = open(log, "w")

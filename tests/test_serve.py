@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 import urllib.request
 
 import numpy as np
@@ -76,6 +77,9 @@ def test_a_tight_budget_gets_the_fastest_stitch_and_the_slo_comes_back(server, r
     logits, ids = infer(client, x, {"max_latency_ms": 0.05}, grpc=True)  # nothing fits: the fastest
     assert ids.tolist() == [0]
     np.testing.assert_allclose(logits, reference.run(x, stitch=0), atol=1e-5, rtol=0)
+    _, ids = infer(client, x, {"max_latency_ms": 5000}, grpc=True)
+    assert ids.tolist() == [0]  # no up-switch within the policy's dwell (1 s) after a down-switch
+    time.sleep(1.1)
     _, ids = infer(client, x, {"max_latency_ms": 5000}, grpc=True)
     assert ids.tolist() == [2]
 

@@ -36,6 +36,21 @@ def _wait_log(server: Server, text: str, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def _wait_pending(server: Server, n: int, timeout: float = 30.0) -> None:
+    """Until Triton's metrics show at least ``n`` requests waiting in the model's queue."""
+    import re
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+        m = re.search(r'^nv_inference_pending_request_count\{[^}]*model="snnet"[^}]*\} (\S+)', body, re.M)
+        if m and float(m.group(1)) >= n:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"fewer than {n} requests pending after {timeout} s")
+
+
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory):
     root = tmp_path_factory.mktemp("versions")
@@ -161,18 +176,24 @@ def test_a_full_queue_refuses_at_once_and_keeps_serving(slow_server, slow_folder
     assert logits.shape == (1, 10)
 
 
-def test_sigterm_drains_queued_requests_and_exits_0(slow_server):
+def test_sigterm_drains_queued_requests_and_exits_0_promptly(slow_server):
     x = np.random.default_rng(1).standard_normal((64, 3, 32, 32)).astype(np.float32)
+    idle = httpclient.InferenceServerClient(slow_server.url)  # an idle keep-alive connection: held Triton's
+    assert idle.is_server_live()  # exit for its whole 30 s timeout before the drain stopped it
     results: list[object] = []
     sender = threading.Thread(target=lambda: results.extend(_send_all(slow_server, 5, x)))
     sender.start()
-    time.sleep(0.15)  # all five are running or queued in Triton
+    _wait_pending(slow_server, 4)  # all five in Triton: four in its queue, one running
     t0 = time.monotonic()
     slow_server.signal(signal.SIGTERM)
     sender.join()
     done = time.monotonic()
     code = slow_server.proc.wait(60)
+    exited = time.monotonic()
+    idle.close()
     assert code == 0, slow_server.log()[-3000:]
     assert all(not isinstance(r, str) for r in results), results
     assert done - t0 > 0.1, "the requests were still in flight when SIGTERM arrived"
-    assert "stopping" in slow_server.log() and time.monotonic() - t0 < 60
+    log = slow_server.log()
+    assert "stopping" in log and "drained" in log, log[-3000:]
+    assert exited - done < 8.0, f"exit took {exited - done:.1f} s after the last answer:\n{log[-3000:]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sysconfig
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -75,7 +76,10 @@ def test_policy_runs_most_accurate_within_slo_and_fastest_for_tight_budgets(hold
     assert int(holder.infer([_req(x)])[0]["stitch"][0, 0]) == 2  # SLO 1 s: the most accurate
     tight = holder.infer([_req(x), _req(x, max_latency_ms=0.01)])  # batch-mates return together
     assert [int(r["stitch"][0, 0]) for r in tight] == [0, 0]
-    assert int(holder.infer([_req(x)])[0]["stitch"][0, 0]) == 2  # and back up
+    holder.current.policy.dwell_s = 0.3
+    assert int(holder.infer([_req(x)])[0]["stitch"][0, 0]) == 0  # no way back up during the dwell
+    time.sleep(0.35)
+    assert int(holder.infer([_req(x)])[0]["stitch"][0, 0]) == 2  # and back up after it
 
 
 def test_queue_clock_bounds_the_wait_of_the_oldest_request():
@@ -179,3 +183,70 @@ def test_without_the_serve_extra_the_command_names_it(folder):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "Warning" not in ln and "warn" not in ln]
     assert proc.returncode == 1 and "snnet-export[serve]" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(lines) == 1, lines
+
+
+def test_a_memory_budget_below_the_weights_is_refused_in_one_line_before_serving(folder):
+    from click.testing import CliRunner
+
+    from snnet_export.cli import cli
+
+    result = CliRunner().invoke(cli, ["serve", str(folder), "--max-resident-mb", "0.01", "--http-port", "18934",
+                                      "--grpc-port", "18935", "--metrics-port", "18936"])
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error:") and "max_resident_mb" in lines[0] and "minimum" in lines[0]
+    assert "serving" not in result.output  # refused before Triton started
+
+
+def test_under_a_memory_budget_every_stitch_can_be_pinned_and_loads_on_use(folder):
+    from snnet_export.runtime.residency import MiB
+
+    weights = (folder / "weights.fp32.bin").stat().st_size
+    h = EngineHolder(folder, ServeOptions(threads=1, max_resident_mb=(weights + MiB // 2) / MiB + 0.01))
+    try:
+        sel = h.current.selector
+        assert sel.residency is not None and len(sel.resident) < 3  # not all fit at once
+        x = np.random.default_rng(3).standard_normal((2, 3, 4, 4)).astype(np.float32)
+        with Selector(folder, threads=1) as ref:
+            for sid in (0, 1, 2, 0):
+                r = h.infer([_req(x, stitch=sid)])[0]
+                assert _error(r) is None and int(r["stitch"][0, 0]) == sid
+                np.testing.assert_allclose(r["logits"], ref.run(x, stitch=sid), atol=1e-5, rtol=0)
+    finally:
+        h.close()
+
+
+def test_a_load_the_running_stitch_cannot_hold_moves_the_policy_down_before_its_latency_misses(folder):
+    from snnet_export.serve.policy import SloPolicy
+
+    with Selector(folder, threads=1, latency_stat="p99", resident="none") as sel:
+        pol = SloPolicy(sel, slo_ms=1000.0, dwell_s=0.5)  # the latency budget fits every stitch
+        assert pol.choose(4, 0.0, now=0.0) == 2  # idle: the most accurate
+        t = 0.0
+        while t < 1.0:  # stitch 2 busy 90 % of the last second: more than hold (0.8)
+            pol.finished(t, t + 0.09, 0.0, False, 4)
+            t += 0.1
+        assert pol.util == 0.0 and pol.choose(4, 0.0, now=t) == 1  # stitch 1 is twice as fast: ~45 %
+        assert pol.util == pytest.approx(0.9, abs=0.05)
+        # the window still holds stitch 2's batches: counted as stitch 1 would have run them (~0.45),
+        # so the policy does not fall through to the fastest stitch
+        assert pol.choose(4, 0.0, now=t + 0.01) == 1 and pol.util == pytest.approx(0.45, abs=0.05)
+        for k in range(10):  # the load halves, on stitch 1: 20 % busy; stitch 2 would be 40 % < up (0.6)
+            pol.finished(t + 0.1 * k, t + 0.1 * k + 0.02, 0.0, False, 4)
+        assert pol.choose(4, 0.0, now=t + 0.3) == 1  # not during the dwell after the down-switch
+        assert pol.choose(4, 0.0, now=t + 1.0) == 2  # after it: back up
+        pol.finished(t + 1.0, t + 1.01, 0.0, True, 64)  # a full batch: saturated, whatever the window says:
+        assert pol.choose(4, 0.0, now=t + 1.02) == 2 and pol.util >= pol.hold  # the running stitch may stay,
+        assert pol.throughput_floor(t + 1.02) == pytest.approx(sel.candidates[2].throughput[4])  # none above it
+
+
+def test_pipeline_time_between_batches_counts_as_busy_but_does_not_scale_with_the_stitch(folder):
+    from snnet_export.serve.policy import LoadMeter
+
+    m = LoadMeter(window_s=1.0)
+    for k in range(10):  # 20 ms compute, then 25 ms to the next: 15 ms (the pipeline gap) count, but not before the first
+        m.add(0.045 * k, 0.045 * k + 0.02, 0.015, False, work=0.02 * 1000.0)
+    work, pipeline, span = m.window(0.5)
+    assert work == pytest.approx(200.0) and pipeline == pytest.approx(9 * 0.015) and span == pytest.approx(0.5)
+    m.add(5.0, 5.01, 0.015, False, work=10.0)  # after an idle spell: the gap is idle, not pipeline
+    assert m.window(5.01) == pytest.approx((10.0, 0.0, 1.0 / 3))

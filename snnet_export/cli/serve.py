@@ -32,9 +32,13 @@ _PORT = click.IntRange(1, 65535)
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--overhead-ms", type=FiniteFloat(min=0), default=1.0, show_default=True,
               help="Per-request time outside the model the policy reserves from every budget.")
+@click.option("--max-resident-mb", type=FiniteFloat(0, min_open=True), default=None,
+              help="Memory budget (MiB) for the weights plus resident sessions (ONNX Runtime); refused "
+                   "below the minimum before the server starts.")
 def serve_cmd(folder: Path, model_name: str, slo_ms: float, host: str, http_port: int, grpc_port: int,
               metrics_port: int, max_batch: int | None, max_queue_delay_ms: float, max_queue: int,
-              stitch: int | None, resident: str, threads: int | None, overhead_ms: float) -> None:
+              stitch: int | None, resident: str, threads: int | None, overhead_ms: float,
+              max_resident_mb: float | None) -> None:
     """Serve FOLDER on Triton Inference Server (KServe v2 HTTP/gRPC), switching stitches to hold --slo-ms.
 
     Request parameters: `stitch` pins a stitch id, `max_latency_ms` sets that request's budget.
@@ -46,5 +50,6 @@ def serve_cmd(folder: Path, model_name: str, slo_ms: float, host: str, http_port
     options = ServeOptions(model_name=model_name, slo_ms=slo_ms, host=host, http_port=http_port,
                            grpc_port=grpc_port, metrics_port=metrics_port, max_batch=max_batch,
                            max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, stitch=stitch,
-                           threads=threads, overhead_ms=overhead_ms, resident=resident).check()
+                           threads=threads, overhead_ms=overhead_ms, resident=resident,
+                           max_resident_mb=max_resident_mb).check()
     sys.exit(serve_folder(str(folder), options))

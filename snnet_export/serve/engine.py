@@ -56,15 +56,22 @@ class Engine:
         self.selector.close()
 
 
+def pinnable(sel: Selector) -> list[int]:
+    """Stitch ids a request may pin: the resident ones; with a memory budget, every profiled stitch
+    (one not resident loads on its first call, evicting the least recently used)."""
+    return sorted(sel.candidates) if sel.residency is not None else sel.resident
+
+
 def open_engine(folder: Path, options: ServeOptions) -> Engine:
     """Open ``folder`` (resolved), check the pinned/fixed stitch, warm every resident stitch up."""
     resolved = Path(os.path.realpath(folder))
-    sel = Selector(resolved, backend="auto", resident=options.resident, latency_stat="p99",
-                   threads=options.threads)
+    sel = Selector(resolved, backend="ort" if options.max_resident_mb is not None else "auto",
+                   resident=options.resident, latency_stat="p99", threads=options.threads,
+                   max_resident_mb=options.max_resident_mb)
     try:
-        if options.stitch is not None and options.stitch not in sel.resident:
+        if options.stitch is not None and options.stitch not in pinnable(sel):
             raise ServeError(f"--stitch {options.stitch} is not a resident stitch of {resolved}; "
-                             f"resident: {sel.resident}")
+                             f"resident: {pinnable(sel)}")
         chw = tuple(int(d) for d in sel.manifest["input_shape"])
         classes = int(sel.manifest["num_classes"])
         warm = np.zeros((1, *chw), np.float32)
@@ -91,6 +98,8 @@ class EngineHolder:
         self.queue = QueueClock(options.max_queue_delay_ms / 1e3, self.max_batch)
         self._lock = threading.Lock()  # held while a batch runs and while swapping engines
         self._reloading = threading.Lock()
+        self._running = False
+        self._last_end = time.monotonic()
 
     def reload(self) -> bool:
         """Open the folder again and swap it in; ``False`` (one log line, old version kept) on failure."""
@@ -126,6 +135,7 @@ class EngineHolder:
     def infer(self, requests: Sequence[Any]) -> list[Response]:
         """PyTriton's inference callable: one batch of requests in, one response (or error) per request out."""
         with self._lock:
+            self._running = True
             start = time.perf_counter()
             queue_s = self.queue.started(start)
             try:
@@ -135,13 +145,20 @@ class EngineHolder:
                 log.error("%s (%d request(s))", msg, len(requests))
                 self.counter.add_errors(len(requests))
                 out = [error_response(msg) for _ in requests]
-            self.queue.finished(start, time.perf_counter(), sum(_images(r) for r in requests))
+            end, items = time.perf_counter(), sum(_images(r) for r in requests)
+            self.queue.finished(start, end, items)
+            self.current.policy.finished(start, end, self.queue.pipeline_gap, items >= self.max_batch, items)
+            self._running, self._last_end = False, time.monotonic()
             return out
+
+    def idle_s(self) -> float:
+        """Seconds since the last batch ended (0.0 while one runs)."""
+        return 0.0 if self._running else time.monotonic() - self._last_end
 
     def _serve(self, engine: Engine, requests: Sequence[Any], queue_s: float, start: float) -> list[Response]:
         out: list[Response | None] = [None] * len(requests)
         groups: dict[int | None, list[tuple[int, Item]]] = {}
-        resident = engine.selector.resident
+        resident = pinnable(engine.selector)
         for i, req in enumerate(requests):
             try:
                 item = item_from_request(req.data, req.parameters, INPUT, engine.chw, resident)
@@ -156,7 +173,7 @@ class EngineHolder:
             budgets = [it.max_latency_ms for _, it in free if it.max_latency_ms is not None]
             items = sum(len(it.x) for _, it in free)
             waited = queue_s + time.perf_counter() - start  # + this batch's checks and pinned groups
-            engine.policy.choose(items, waited, min(budgets) if budgets else None)
+            engine.policy.choose(items, waited, min(budgets) if budgets else None, now=start)
             self._run_group(engine, free, None, out)
         errors = sum(ERROR_KEY in r for r in out if r is not None)
         if errors:

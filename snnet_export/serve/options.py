@@ -40,6 +40,10 @@ class ServeOptions:
             policy reserves out of every budget.
         resident: ``frontier`` (default) or ``all`` stitches loaded (all can be pinned).
         stats_every_s: seconds between the per-stitch request-count log lines.
+        max_resident_mb: keep the weight file plus the resident ONNX Runtime sessions within this
+            many MiB (``Selector(max_resident_mb=...)``): frontier stitches load at start as far as
+            they fit (most accurate first), any other on its first call, evicting the least recently
+            used; a budget below the weights plus the largest session is refused before Triton starts.
     """
 
     model_name: str = "snnet"
@@ -56,6 +60,7 @@ class ServeOptions:
     overhead_ms: float = 1.0
     resident: str = "frontier"
     stats_every_s: float = 10.0
+    max_resident_mb: float | None = None
 
     def check(self) -> "ServeOptions":
         """Raise :class:`ServeError` naming the first unusable option; returns ``self``."""
@@ -74,6 +79,9 @@ class ServeOptions:
             raise ServeError(f"--max-batch must be >= 1, got {self.max_batch}")
         if self.max_queue < 1:
             raise ServeError(f"--max-queue must be >= 1, got {self.max_queue}")
+        if self.max_resident_mb is not None and (not math.isfinite(self.max_resident_mb)
+                                                 or self.max_resident_mb <= 0):
+            raise ServeError(f"--max-resident-mb must be a finite positive number of MiB, got {self.max_resident_mb!r}")
         if self.resident not in ("frontier", "all"):
             raise ServeError(f"resident must be frontier or all, got {self.resident!r}")
         return self

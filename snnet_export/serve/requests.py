@@ -7,7 +7,8 @@ bad request fails alone and its batch-mates are served:
 * an empty batch (``[0, C, H, W]``) is refused;
 * non-finite values (NaN, +-inf) are refused: a stitch would return NaN logits that look like an
   answer; the check is one pass over the input, small next to any stitch;
-* parameter ``stitch`` (pin a stitch id) must be an integer naming a resident stitch;
+* parameter ``stitch`` (pin a stitch id) must be an integer naming a pinnable stitch (resident, or
+  any profiled one under a memory budget: :func:`.engine.pinnable`);
 * parameter ``max_latency_ms`` (this request's budget, queue + compute) must be a finite positive
   number; other parameters are Triton's or the client's own and are ignored.
 """

@@ -1,15 +1,22 @@
 """PyTriton wiring: the Triton model, per-request error statuses, signals and the serving loop.
 
 * Model: input ``input`` FP32 ``[-1, C, H, W]``; outputs ``logits`` FP32 ``[-1, classes]`` and
-  ``stitch`` INT32 ``[-1, 1]`` (Triton gives every output at least one dimension per item). Dynamic batching up
+  ``stitch`` INT32 ``[-1, 1]`` (Triton refuses a per-item scalar, and the Python backend
+  does not apply a reshape to ``[-1]``: docs/serve.md). Dynamic batching up
   to ``max_batch`` images, at most ``max_queue_delay_ms`` of delay; the default queue policy
   refuses requests beyond ``max_queue`` waiting ones at once (UNAVAILABLE).
 * Per-request errors: PyTriton 0.7 answers a whole batch with one error (its traceback) when the
   inference callable raises. The proxy model PyTriton loads into Triton is patched (one function,
   ``_wrap_response``) so that a response carrying :data:`~.engine.ERROR_KEY` becomes *that
   request's* INVALID_ARG status with our one-line message; its batch-mates are served.
-* Signals: SIGTERM/SIGINT stop Triton, which refuses new requests and finishes the in-flight
-  ones, then exit 0. SIGHUP reloads the engine folder (:meth:`.engine.EngineHolder.reload`).
+* Signals: SIGTERM/SIGINT drain and exit 0 (:func:`drain_and_stop`): Triton is told to stop (it
+  accepts no new connections and finishes the requests it holds); once the model has been idle
+  for :data:`QUIET_S` (plus the batcher's delay: Triton's queue is empty), nothing is in flight.
+  Triton (>= 24.04) then still waits for every open HTTP connection to close, up to its exit
+  timeout (30 s): an idle keep-alive connection (any HTTP client that stays open, a load
+  balancer's pool) held an idle server ~31 s on SIGTERM. So when Triton's log says it waits on
+  HTTP connections and the model is drained, it is stopped at once. SIGHUP reloads the engine
+  folder (:meth:`.engine.EngineHolder.reload`).
 * Metrics: Triton's Prometheus endpoint (``/metrics`` on ``metrics_port``: request counts,
   queue and compute durations). Requests per stitch cannot be added there: the inference
   callable runs in this process, not in the Python-backend stub where Triton's custom-metrics
@@ -21,6 +28,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any, Callable
@@ -48,6 +56,12 @@ _NOISE = ("NVML", "nvml", "DCGM", "dcgm", "GPU metrics", "CUDA driver", "CudaDri
           "pinned memory", "model_config_content_name_")
 #: Triton's own log kept for PyTriton's error messages (it keeps it all; we keep the tail)
 _LOG_TAIL = 20000
+#: Triton's exit timeout (s): the longest a drain may take
+EXIT_TIMEOUT_S = 30
+#: seconds without a batch (beyond the batcher's delay) after which nothing is in flight
+QUIET_S = 1.0
+#: what Triton logs while its exit waits for open HTTP connections
+_HTTP_WAIT = "HTTP service connections"
 
 
 def _patch_pytriton() -> None:
@@ -74,6 +88,8 @@ def _patch_pytriton() -> None:
         pending = getattr(self, "_snnet_line", "") + text  # the output arrives unbuffered, in pieces
         *done, self._snnet_line = pending.split("\n")
         for row in done:
+            if _HTTP_WAIT in row:
+                self._snnet_http_wait = True
             if row[:1] in ("W", "E") and not any(n in row for n in _NOISE):
                 log.warning("triton: %s", row.strip()[:300])
             elif row.strip():
@@ -113,7 +129,7 @@ def build_triton(holder: EngineHolder, options: ServeOptions) -> Any:
     engine = holder.current
     config = TritonConfig(http_address=options.host, http_port=options.http_port, grpc_address=options.host,
                           grpc_port=options.grpc_port, metrics_address=options.host,
-                          metrics_port=options.metrics_port, allow_gpu_metrics=False, exit_timeout_secs=30,
+                          metrics_port=options.metrics_port, allow_gpu_metrics=False, exit_timeout_secs=EXIT_TIMEOUT_S,
                           log_verbose=0)
     batcher = DynamicBatcher(max_queue_delay_microseconds=int(options.max_queue_delay_ms * 1000),
                              default_queue_policy=QueuePolicy(timeout_action=TimeoutAction.REJECT,
@@ -162,7 +178,7 @@ def serve_folder(folder: str | Path, options: ServeOptions, ready: Callable[[], 
         _loop(triton, holder, options, stop, reload_asked)
     finally:
         log.info("stopping: Triton finishes the in-flight requests")
-        triton.stop()
+        drain_and_stop(triton, holder, options)
         log.info(stats_line(holder.counter, holder.current))
         holder.close()
         _restore_signals(previous)
@@ -186,6 +202,41 @@ def _loop(triton: Any, holder: EngineHolder, options: ServeOptions, stop: thread
             if now != last:
                 log.info(stats_line(holder.counter, holder.current))
                 last = now
+
+
+def drain_and_stop(triton: Any, holder: EngineHolder, options: ServeOptions) -> None:
+    """Let Triton finish the requests it holds, then stop it without waiting on idle connections."""
+    server = getattr(triton, "_triton_server", None)
+    cmd = getattr(server, "_tritonserver_running_cmd", None)
+    if server is None or cmd is None or not server.is_alive() or not hasattr(server, "_on_exit"):
+        triton.stop()  # not the PyTriton 0.7 this was written for: its own stop (waits up to the timeout)
+        return
+    with server._on_exit_lock:  # PyTriton's exit callback would stop it from another thread meanwhile
+        callbacks, server._on_exit = list(server._on_exit), []
+    try:
+        cmd.process.signal(signal.SIGINT)  # Triton: no new connections; the requests it holds finish
+        quiet = QUIET_S + options.max_queue_delay_ms / 1e3
+        deadline = time.monotonic() + EXIT_TIMEOUT_S + 2
+        while server.is_alive() and time.monotonic() < deadline:
+            if getattr(server, "_snnet_http_wait", False) and holder.idle_s() >= quiet:
+                log.info("drained: no request in flight; stopping Triton without waiting for idle HTTP "
+                         "connections to close")
+                cmd.process.signal(signal.SIGKILL)
+                _wait_exit(server, 10.0)
+                break
+            time.sleep(0.02)
+    except Exception as exc:  # noqa: BLE001 - stopping goes on below whatever happened here
+        log.warning("drain: %s", first_line(exc))
+    finally:
+        with server._on_exit_lock:
+            server._on_exit = callbacks + server._on_exit
+    triton.stop()
+
+
+def _wait_exit(server: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while server.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _install_signals(stop: threading.Event, reload_asked: threading.Event) -> dict[int, Any]:
