@@ -26,6 +26,17 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def rss_anon_mib() -> float:
+    """This process's anonymous resident memory (MiB; 0 where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def measure(folder: Path, ids: list[int] | None, batch: int, threads: int, runs: int, mode: str) -> dict[str, Any]:
     from snnet_export.bench.measure import latency_stats, ort_runners, time_interleaved
     from snnet_export.engine_folder.manifest import load_manifest
@@ -36,11 +47,25 @@ def measure(folder: Path, ids: list[int] | None, batch: int, threads: int, runs:
     anchors = {e["front"]: e["id"] for e in entries.values() if e["position"] is None}
     ids = sorted(set(ids) | {anchors[entries[i][k]] for i in ids for k in ("front", "end")})
     x = np.random.default_rng(0).standard_normal((batch, *m["input_shape"])).astype(np.float32)
-    runners = dict(ort_runners(folder, m, ids, threads, mode))
+    runners, anon = {}, {}
+    opened = ort_runners(folder, m, ids, threads, mode)
+    for i in ids:  # anonymous memory each session adds when it opens (a private copy of weights shows here)
+        a0 = rss_anon_mib()
+        cfg, runners[i] = next(opened)
+        anon[cfg] = round(rss_anon_mib() - a0, 1)
     load_before = os.getloadavg()
     t0 = time.time()
-    lat = time_interleaved({str(i): (lambda r=runners[i]: r(x)) for i in ids}, warmup=2, runs=runs, min_seconds=0)
+    cpu: dict[int, list[float]] = {i: [] for i in ids}
+
+    def timed(i: int) -> None:  # CPU seconds of the whole process (all ORT threads) per call, besides wall
+        c0 = time.process_time()
+        runners[i](x)
+        cpu[i].append(time.process_time() - c0)
+
+    lat = time_interleaved({str(i): (lambda i=i: timed(i)) for i in ids}, warmup=2, runs=runs, min_seconds=0)
     stats = {i: latency_stats(lat[str(i)], batch)["latency_ms"] for i in ids}
+    for i in ids:
+        stats[i]["cpu_p50"] = round(1e3 * float(np.median(cpu[i][2:])), 2)  # the warm-up calls dropped
     rows = []
     for i in ids:
         e = entries[i]
@@ -49,6 +74,7 @@ def measure(folder: Path, ids: list[int] | None, batch: int, threads: int, runs:
         lo, hi = stats[fast]["ci95"][0], stats[slow]["ci95"][1]
         between = e["position"] is None or lo <= stats[i]["p50"] <= hi
         rows.append({"id": i, "path": e["path"], "gmacs": round(e["flops"] / 1e9, 3), "anchors": [a, b],
+                     "open_anon_mib": anon[i],
                      "latency_ms": stats[i], "limits_ms": [lo, hi], "between": bool(between)})
     return {"rows": rows, "seconds": round(time.time() - t0, 1), "load_before": load_before,
             "load_after": os.getloadavg()}
@@ -66,15 +92,18 @@ def render(res: dict[str, Any]) -> str:
              f"{[round(v, 2) for v in res['load_after']]}.", "",
              f"**{ok} of {len(stitched)} stitches lie between their anchors** (median within [faster anchor's "
              "lower 95 % CI bound, slower anchor's upper bound]).", "",
-             "| id | path | GMACs | p50 ms | 95 % CI ms | anchors | limits ms | between |",
-             "|---|---|---|---|---|---|---|---|"]
+             "MiB anon at open: anonymous memory the process grew by while the session opened. CPU ms: median CPU time of the process per call (all ORT threads, spinning included); with one "
+             "thread it is the work itself, little changed by other jobs on the machine.", "",
+             "| id | path | GMACs | p50 ms | 95 % CI ms | CPU ms | CPU ms/GMAC | anchors | limits ms | between | MiB anon at open |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         lat = r["latency_ms"]
         anchors = "-" if r["anchors"][0] == r["anchors"][1] else f"{r['anchors'][0]}, {r['anchors'][1]}"
         limits = "-" if anchors == "-" else f"{r['limits_ms'][0]:.1f} - {r['limits_ms'][1]:.1f}"
         verdict = "-" if anchors == "-" else ("yes" if r["between"] else "**no**")
         lines.append(f"| {r['id']} | {r['path']} | {r['gmacs']} | {lat['p50']:.1f} | {lat['ci95'][0]:.1f} - "
-                     f"{lat['ci95'][1]:.1f} | {anchors} | {limits} | {verdict} |")
+                     f"{lat['ci95'][1]:.1f} | {lat['cpu_p50']:.1f} | {lat['cpu_p50'] / r['gmacs']:.1f} | {anchors} | "
+                     f"{limits} | {verdict} | {r['open_anon_mib']:.0f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -138,7 +138,8 @@ def _fold_weight_transposes(model: onnx.ModelProto) -> int:
                 and n.input[0] not in outputs and n.output[0] not in outputs):
             arr = numpy_helper.to_array(inits[n.input[0]])
             perm = next((list(a.ints) for a in n.attribute if a.name == "perm"), None)
-            name = f"{n.input[0]}.T" if perm in (None, list(range(arr.ndim))[::-1]) else f"{n.output[0]}.folded"
+            suffix = "T" if perm in (None, list(range(arr.ndim))[::-1]) else "perm" + "".join(map(str, perm))
+            name = f"{n.input[0]}.{suffix}"
             if name not in made:
                 g.initializer.append(numpy_helper.from_array(arr.transpose(perm).copy(), name))
                 made.add(name)
