@@ -41,6 +41,39 @@ def op_times(profile_file: str, runs: int) -> dict[str, dict[str, float]]:
     return {op: {"ms": round(v, 3), "nodes": len(nodes[op])} for op, v in sorted(ms.items(), key=lambda kv: -kv[1])}
 
 
+GEMM_OPS = ("MatMul", "FusedMatMul", "Gemm", "Attention")
+
+
+def _macs(shapes: list[list[int]]) -> int:
+    """Multiply-accumulates of a MatMul/FusedMatMul/Gemm node from its input shapes (0: unknown)."""
+    if len(shapes) < 2 or min(len(shapes[0]), len(shapes[1])) < 2:
+        return 0
+    a, b = shapes[0], shapes[1]
+    lead = int(np.prod(np.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2])))) if len(a) > 2 or len(b) > 2 else 1
+    return lead * a[-2] * a[-1] * (b[-2] if len(b) == 2 and b[-1] == a[-1] and b[-2] != a[-1] else b[-1])
+
+
+def gemm_shapes(profile_file: str, runs: int) -> list[dict]:
+    """Per (op type, input shapes): mean ms per run, node count and GMAC/s, slowest first."""
+    events = json.loads(Path(profile_file).read_text())
+    runs_seen = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    cut = runs_seen[0]["ts"] + runs_seen[0]["dur"] if len(runs_seen) > runs else 0
+    agg: dict[tuple, list[float]] = collections.defaultdict(lambda: [0.0, 0])
+    for e in events:
+        args = e.get("args", {})
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= cut \
+                and args.get("op_name") in GEMM_OPS:
+            shapes = tuple(tuple(next(iter(d.values()))) for d in args.get("input_type_shape", []))
+            agg[(args["op_name"], shapes)][0] += e["dur"] / 1e3 / runs
+            agg[(args["op_name"], shapes)][1] += 1 / runs
+    out = []
+    for (op, shapes), (ms, count) in agg.items():
+        macs = _macs([list(s) for s in shapes]) * round(count) if op != "Attention" else 0
+        out.append({"op": op, "shapes": [list(s) for s in shapes], "nodes": round(count), "ms": round(ms, 3),
+                    "gmac_per_s": round(macs / 1e9 / (ms / 1e3), 2) if macs and ms else None})
+    return sorted(out, key=lambda r: -r["ms"])
+
+
 def profile(folder: Path, cfg: int, mode: str, batch: int, runs: int, threads: int) -> dict:
     from snnet_export.bench.measure import ort_options
     from snnet_export.engine_folder.manifest import config_entry, load_manifest
@@ -69,10 +102,11 @@ def profile(folder: Path, cfg: int, mode: str, batch: int, runs: int, threads: i
         sess.run(None, {name: x})
     path = sess.end_profiling()
     ops = op_times(path, runs)
+    shapes = gemm_shapes(path, runs)
     os.unlink(path)
     total = sum(v["ms"] for v in ops.values())
     return {"id": cfg, "path": entry["path"], "mode": mode, "batch": batch, "runs": runs, "gmacs": entry["flops"] / 1e9,
-            "kernel_ms": round(total, 2), "ops": ops, "load_average": os.getloadavg()}
+            "kernel_ms": round(total, 2), "ops": ops, "gemm_shapes": shapes, "load_average": os.getloadavg()}
 
 
 def main() -> None:
@@ -114,6 +148,17 @@ def render(res: dict, name: str) -> str:
         cells = [f"{r['ops'][op]['ms']:.1f} ({r['ops'][op]['nodes']})" if op in r["ops"] else "-" for op in ops]
         lines.append(f"| {r['id']} | {r['path']} | `{r['mode']}` | {r['batch']} | {r['load_average'][0]:.1f} | "
                      f"{gfl:.1f} | {r['kernel_ms']:.1f} | " + " | ".join(cells) + " |")
+    lines += ["", "Matrix products per shape (the six slowest per row): GMAC/s and the share of the matmul peak "
+              f"({max(pb['gflops'], pa['gflops']) / 2:.1f} GMAC/s, the better of before/after) the kernel reached.", "",
+              "| id | mode | op | input shapes | nodes | ms | GMAC/s | of peak |", "|---|---|---|---|---|---|---|---|"]
+    peak = max(pb["gflops"], pa["gflops"]) / 2
+    for r in res["rows"]:
+        for g in r.get("gemm_shapes", [])[:6]:
+            shapes = " x ".join(str(tuple(s)).replace(" ", "") for s in g["shapes"][:2])
+            rate = "-" if g["gmac_per_s"] is None else f"{g['gmac_per_s']:.1f}"
+            share = "-" if g["gmac_per_s"] is None else f"{100 * g['gmac_per_s'] / peak:.0f}%"
+            lines.append(f"| {r['id']} | `{r['mode']}` | {g['op']} | `{shapes}` | {g['nodes']} | {g['ms']:.1f} | "
+                         f"{rate} | {share} |")
     return "\n".join(lines) + "\n"
 
 

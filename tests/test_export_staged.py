@@ -112,3 +112,53 @@ def test_build_dry_run_bench_and_selector(folders):
     sel = Selector(folder, threads=1)
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
     assert sel.run(x).shape == (2, 10)
+
+
+def test_swin_graphs_carry_no_transpose_of_a_weight(folders):
+    """Swin is traced unfolded: each Linear would reach ORT as MatMul(x, Transpose(W)), which ORT
+    folds into a private copy of W per session. The export stores W as [in, out] instead."""
+    for precision in ("fp32", "fp16"):
+        model = onnx.load(str(folders["tiny-swin"] / precision / "stitch_009.onnx"), load_external_data=False)
+        inits = {i.name for i in model.graph.initializer}
+        assert not [n for n in model.graph.node if n.op_type == "Transpose" and n.input[0] in inits]
+        weights = [n.input[1] for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
+        assert weights and all(name.endswith(".weight.T") for name in weights), weights[:3]
+
+
+def test_fold_weight_transposes_keeps_values_and_shared_weights():
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from snnet_export.export.trace import _fold_weight_transposes
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 3)).astype(np.float32)  # Linear weight [out, in]
+    u = rng.standard_normal((2, 3, 4)).astype(np.float32)  # transposed with a non-default perm
+    nodes = [helper.make_node("Transpose", ["W"], ["wt"]),  # default perm: reversed
+             helper.make_node("MatMul", ["x", "wt"], ["h"]),
+             helper.make_node("Transpose", ["W"], ["wt2"], perm=[1, 0]),  # the same fold, once
+             helper.make_node("MatMul", ["x", "wt2"], ["h2"]),
+             helper.make_node("Add", ["h", "h2"], ["s"]),
+             helper.make_node("Transpose", ["U"], ["ut"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["s", "ut"], ["y0"]),
+             helper.make_node("ReduceSum", ["y0"], ["y1"], keepdims=0),
+             helper.make_node("Add", ["y1", "V"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(u, "U"),
+         numpy_helper.from_array(np.ones(3, np.float32), "V")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    before = run(model)
+    assert _fold_weight_transposes(model) == 3
+    assert [n.op_type for n in model.graph.node].count("Transpose") == 0
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert sorted(inits) == ["U.perm021", "V", "W.T"]  # U itself had no other use: dropped
+    np.testing.assert_array_equal(inits["W.T"], w.T)
+    np.testing.assert_allclose(run(model), before, rtol=1e-6)

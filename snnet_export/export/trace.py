@@ -111,6 +111,53 @@ def _hoist_constants(model: onnx.ModelProto, min_bytes: int = HOIST_BYTES) -> No
     g.node.extend(nodes)
 
 
+def _fold_weight_transposes(model: onnx.ModelProto) -> int:
+    """Replace every ``Transpose`` of an initializer by the transposed initializer; returns how many.
+
+    Swin graphs are traced without constant folding, so each ``nn.Linear`` arrives as
+    ``MatMul(x, Transpose(W))``. ONNX Runtime folds those Transposes when it loads the graph, into
+    tensors it allocates itself: a private copy of every Linear weight per session (Swin-B: +436 MiB
+    of anonymous memory per resident ``shared`` session), and MatMuls that no longer read the shared
+    weight file. Folded here, the weight file stores ``W`` as ``[in, out]`` (once, like the DeiT
+    graphs that torch folds) and every session reads it zero-copy.
+    """
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    users: dict[str, int] = {}
+    for n in g.node:
+        for name in n.input:
+            users[name] = users.get(name, 0) + 1
+    outputs = {o.name for o in g.output} | {i.name for i in g.input}
+    folded: dict[str, str] = {}  # Transpose output -> new initializer
+    made: set[str] = set()
+    nodes = []
+    for n in g.node:
+        if (n.op_type == "Transpose" and len(n.input) == 1 and n.input[0] in inits
+                and n.input[0] not in outputs and n.output[0] not in outputs):
+            arr = numpy_helper.to_array(inits[n.input[0]])
+            perm = next((list(a.ints) for a in n.attribute if a.name == "perm"), None)
+            suffix = "T" if perm in (None, list(range(arr.ndim))[::-1]) else "perm" + "".join(map(str, perm))
+            name = f"{n.input[0]}.{suffix}"
+            if name not in made:
+                g.initializer.append(numpy_helper.from_array(arr.transpose(perm).copy(), name))
+                made.add(name)
+            folded[n.output[0]] = name
+            users[n.input[0]] -= 1
+            continue
+        nodes.append(n)
+    for n in nodes:
+        for idx, name in enumerate(n.input):
+            n.input[idx] = folded.get(name, name)
+    unused = [i for i in g.initializer if users.get(i.name, 1) <= 0]
+    for init in unused:
+        g.initializer.remove(init)
+    del g.node[:]
+    g.node.extend(nodes)
+    return len(folded)
+
+
 def onnx_from_stitch(snnet: SNNet, cfg_id: int, opset: int = DEFAULT_OPSET,
                      precision: str = "fp32", exporter: str = "torchscript") -> onnx.ModelProto:
     """Trace configuration ``cfg_id`` into an ONNX graph with a symbolic batch dimension.
@@ -147,6 +194,7 @@ def onnx_from_stitch(snnet: SNNet, cfg_id: int, opset: int = DEFAULT_OPSET,
             raise ExportError(f"exporter must be 'torchscript' or 'dynamo', got '{exporter}'")
     _strip(model)
     _hoist_constants(model)
+    _fold_weight_transposes(model)
     model.graph.name = f"snnet_stitch_{cfg_id:03d}"
     for value in (model.graph.input[0], model.graph.output[0]):
         dim = value.type.tensor_type.shape.dim[0]
