@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import MemoryBudgetError, VerifyError
-from .residency import MiB, Residency, ResidentRunner, check_budget, estimate_session_bytes
+from .residency import MiB, Residency, ResidentRunner, check_budget, estimate_session_bytes, rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +129,14 @@ def budgeted_runners(folder: Path, manifest: Mapping[str, Any], ids: Sequence[in
                  for i in ids}
     budget = int(max_resident_mb * MiB)
     check_budget(budget, manifest["weights"]["size"], estimates)  # before mapping anything
-    load, weights = ort_loader(folder, manifest, **options)
+    from .ort.runner import trim_heap, use_global_threads
+
+    if options.get("shared_threads"):
+        use_global_threads(options["shared_threads"])  # before ORT's environment exists
     _warm_environment(bool(options.get("shared_threads")))
-    residency = Residency(load, weights.path.stat().st_size, budget, estimates)
+    before = rss_bytes()  # onnxruntime set up, nothing of the folder mapped yet: growth is measured from here
+    load, weights = ort_loader(folder, manifest, **options)
+    residency = Residency(load, weights.path.stat().st_size, budget, estimates, rss_baseline=before, trim=trim_heap)
     loaded = residency.preload(list(preload))
     log.info("max_resident_mb=%s: %d of %d stitches resident at start", max_resident_mb, len(loaded), len(ids))
     return {i: ResidentRunner(residency, i) for i in ids}, residency

@@ -87,7 +87,8 @@ class Selector:
         target: TensorRT target name whose engines to load (``backend='trt'``).
         latency_stat: which latency percentile ``max_latency_ms`` budgets compare (``p50``/``p90``/``p99``).
         ort_mode: ``shared`` (stock graphs) or ``fused`` (attention fused into ORT's contrib op,
-            weights still shared); default: the mode the profile was measured with.
+            weights still shared, about half the memory per session); default: the mode the profile
+            was measured with (``bench``'s default is ``fused``; ``shared`` for a profile that names none).
         shared_threads: run every resident ONNX Runtime session on one process-wide pool of this many
             intra-op threads (ORT's global pool; avoids oversubscription with many stitches and caller
             threads, ``benchmarks/results/thread_pool.md``); set before any other ORT session; ``threads`` ignored.
