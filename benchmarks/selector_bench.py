@@ -295,8 +295,7 @@ def measure_part(part: str, args: argparse.Namespace, prof: str, res: dict) -> N
     """Run one part of the benchmark (each child a fresh process) into ``res``."""
     folder = str(args.folder)
     if part == "resident":
-        res.setdefault("resident", {}).update({s: child(RESIDENT, folder, s, prof) for s in args.settings.split(",")})
-        res["breakdown"] = {s: breakdown(r, res["weight_file_bytes"]) for s, r in res["resident"].items()}
+        res["resident"] = {s: child(RESIDENT, folder, s, prof) for s in args.settings.split(",")}
     elif part == "levers":
         res["levers"] = {lever: child(LEVERS, folder, "2", lever) for lever in LEVERS_TRIED}
     elif part == "equal":
@@ -316,6 +315,8 @@ def main() -> None:
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}; "
                     "parts not named keep their figures from the existing results file (each run's machine "
                     "state is recorded), so a long benchmark can run as several short locked runs")
+    ap.add_argument("--under-lock", action="store_true", help="record that this run holds /work/bench.lock "
+                    "(run as `flock /work/bench.lock ... --under-lock`)")
     args = ap.parse_args()
     from snnet_export.bench.peak import matmul_peak
     from snnet_export.bench.stats import machine_state
@@ -326,17 +327,22 @@ def main() -> None:
     if set(parts) - set(PARTS):
         raise SystemExit(f"--parts: expected a subset of {PARTS}, got {parts}")
     path = RESULTS / "selector.json"
-    res: dict = json.loads(path.read_text()) if set(parts) != set(PARTS) and path.is_file() else {}
+    res: dict = {}
     res.update({"benchmark": "selector", "folder": str(args.folder), "family": "deit-tsb", "precision": m["precision"],
                 "weight_file_bytes": m["weights"]["size"]})
     labels = [f"resident:{s}" for s in args.settings.split(",")] if "resident" in parts else []
     labels += [p for p in parts if p != "resident"]
-    run = {"parts": labels, "machine_before": machine_state(), "peak_before": matmul_peak(2)}
+    run = {"parts": labels, "under_lock": args.under_lock, "machine_before": machine_state(), "peak_before": matmul_peak(2)}
     prof = str(flops_profile(args.folder))
     for part in parts:
         measure_part(part, args, prof, res)
     run["peak_after"], run["machine_after"] = matmul_peak(2), machine_state()
-    res["runs"] = [r for r in res.get("runs", []) if set(r["parts"]) - set(labels)] + [run]
+    # merged into the file as it is now (another part may have finished meanwhile): parts not run keep their figures
+    old: dict = json.loads(path.read_text()) if set(parts) != set(PARTS) and path.is_file() else {}
+    res["resident"] = {**old.get("resident", {}), **res.get("resident", {})}
+    res["breakdown"] = {s: breakdown(r, res["weight_file_bytes"]) for s, r in res["resident"].items()}
+    res["runs"] = [r for r in old.get("runs", []) if set(r["parts"]) - set(labels)] + [run]
+    res = {**old, **res}
     RESULTS.mkdir(exist_ok=True)
     path.write_text(json.dumps(res, indent=1) + "\n")
     (RESULTS / "selector.md").write_text(render(res))
@@ -355,7 +361,8 @@ LEVER_NOTES = {
 def render_runs(res: dict) -> list[str]:
     out = []
     for r in res.get("runs", []):
-        out.append(f"- parts {', '.join(r['parts'])}: load average before {r['machine_before']['load_average']}, after "
+        lock = "under `flock /work/bench.lock`" if r.get("under_lock") else "not under the lock (RSS only, niced)"
+        out.append(f"- parts {', '.join(r['parts'])}, {lock}: load average before {r['machine_before']['load_average']}, after "
                    f"{r['machine_after']['load_average']}; matmul peak before {r['peak_before']['gflops']} GFLOP/s, "
                    f"after {r['peak_after']['gflops']}.")
     return out
@@ -430,8 +437,8 @@ def render_budgeted(res: dict) -> list[str]:
 def render(res: dict) -> str:
     w = res["weight_file_bytes"]
     lines = [f"# Selector memory: 71 DeiT-Ti/S/B stitches, FP32, ONNX Runtime, {os.cpu_count()} cores", "",
-             f"Weight file {w / 2**20:.0f} MiB. RSS figures do not depend on load; timings do. Each part was run "
-             "under `flock /work/bench.lock`:", "", *render_runs(res), ""]
+             f"Weight file {w / 2**20:.0f} MiB. RSS figures do not depend on load; timings do, so every part "
+             "with timings was run under the shared benchmark lock:", "", *render_runs(res), ""]
     lines += render_resident(res) + render_levers(res) + render_budgeted(res) + ["", "## Costs", ""]
     sw = res["resident"].get("shared", {}).get("switch_ms")
     if sw:
