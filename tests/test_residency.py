@@ -130,7 +130,9 @@ def test_budgeted_selector_outputs_match_after_eviction_and_reload(folder, x, re
         order = [0, 1, 2, 10, 36, 0, 2, 36, 1, 10]
         for i in order:
             np.testing.assert_allclose(sel.run(x, stitch=i), reference[i], rtol=1e-5, atol=1e-6)
-            assert sel.residency.used_bytes <= budget_mb * MiB
+            # the accounting holds exactly; the measured side (real RSS growth, on a folder this tiny
+            # mostly interpreter noise) is covered with an injected RSS below and by selector_bench
+            assert sel.residency.accounted_bytes <= budget_mb * MiB
             assert i in sel.resident  # the stitch just called stays resident
         info = sel.describe()["residency"]
         assert info["evictions"] > 0 and info["loads"] > len(IDS)  # stitches were reloaded
@@ -152,8 +154,8 @@ def test_threads_share_a_tight_budget(folder, x, reference):
             y = sel.run(x, stitch=i)
             if not np.allclose(y, reference[i], rtol=1e-5, atol=1e-6):
                 errors.append(i)
-            if sel.residency.used_bytes > budget_mb * MiB:
-                over.append(sel.residency.used_bytes)
+            if sel.residency.accounted_bytes > budget_mb * MiB:  # (measured side: see above)
+                over.append(sel.residency.accounted_bytes)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
     for t in threads:
