@@ -341,7 +341,8 @@ def main() -> None:
     old: dict = json.loads(path.read_text()) if set(parts) != set(PARTS) and path.is_file() else {}
     res["resident"] = {**old.get("resident", {}), **res.get("resident", {})}
     res["breakdown"] = {s: breakdown(r, res["weight_file_bytes"]) for s, r in res["resident"].items()}
-    res["runs"] = [r for r in old.get("runs", []) if set(r["parts"]) - set(labels)] + [run]
+    kept = [{**r, "parts": [x for x in r["parts"] if x not in labels]} for r in old.get("runs", [])]
+    res["runs"] = [r for r in kept if r["parts"]] + [run]
     res = {**old, **res}
     RESULTS.mkdir(exist_ok=True)
     path.write_text(json.dumps(res, indent=1) + "\n")
@@ -352,7 +353,7 @@ def main() -> None:
 LEVER_NOTES = {
     "same-arena": "this round: one shared arena, regions of the requested size, shrunk after each call",
     "pow2-arena": "the same arena with ORT's default power-of-two regions",
-    "no-arena": "no arena: plain malloc/free (glibc, mmap threshold 1 MiB)",
+    "no-arena": "no arena: plain malloc/free (glibc, mmap threshold 128 KiB)",
     "session-arena": "an arena per session (ORT's default), not shrunk",
     "keep": "the shared arena, not shrunk after calls",
 }
@@ -361,7 +362,11 @@ LEVER_NOTES = {
 def render_runs(res: dict) -> list[str]:
     out = []
     for r in res.get("runs", []):
-        lock = "under `flock /work/bench.lock`" if r.get("under_lock") else "not under the lock (RSS only, niced)"
+        lock = "under `flock /work/bench.lock`" if r.get("under_lock") else \
+            "not under the lock (niced; RSS does not depend on load, any timing here was taken on a loaded machine)"
+        if r.get("note"):
+            out.append(f"- parts {', '.join(r['parts'])}: {r['note']}")
+            continue
         out.append(f"- parts {', '.join(r['parts'])}, {lock}: load average before {r['machine_before']['load_average']}, after "
                    f"{r['machine_after']['load_average']}; matmul peak before {r['peak_before']['gflops']} GFLOP/s, "
                    f"after {r['peak_after']['gflops']}.")
