@@ -442,8 +442,8 @@ def render_budgeted(res: dict) -> list[str]:
 def render(res: dict) -> str:
     w = res["weight_file_bytes"]
     lines = [f"# Selector memory: 71 DeiT-Ti/S/B stitches, FP32, ONNX Runtime, {os.cpu_count()} cores", "",
-             f"Weight file {w / 2**20:.0f} MiB. RSS figures do not depend on load; timings do, so every part "
-             "with timings was run under the shared benchmark lock:", "", *render_runs(res), ""]
+             f"Weight file {w / 2**20:.0f} MiB. RSS figures do not depend on load; timings do. Each run of "
+             "the benchmark (`--parts`) and whether it held the shared benchmark lock:", "", *render_runs(res), ""]
     lines += render_resident(res) + render_levers(res) + render_budgeted(res) + ["", "## Costs", ""]
     sw = res["resident"].get("shared", {}).get("switch_ms")
     if sw:
