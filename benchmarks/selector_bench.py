@@ -70,6 +70,7 @@ RESIDENT = COMMON + textwrap.dedent("""
     if setting == "before":  # the previous round's settings
         R.PRIVATE_COPY_OPTIMIZERS = ()
         R._LEAN_HEAP = False
+        R._ARENA_EXTEND_SAME_AS_REQUESTED = -1  # ORT's default, kNextPowerOfTwo
         _Orig = R.OrtRunner
         class Keep(_Orig):
             def __init__(self, session, cfg_id=None, release_activations=False):
@@ -94,9 +95,11 @@ RESIDENT = COMMON + textwrap.dedent("""
         t = time.perf_counter()
         for i in sel.resident:
             sel.run(x, stitch=i)
+        seconds, input_bytes = time.perf_counter() - t, x.nbytes
+        del x  # the input batch is the app's, not the Selector's
         r = rollup()
         out["after"][batch] = {"rss": r["Rss"], "anon": r["Anonymous"], "weights_mapped": mapped(wname),
-                               "seconds": round(time.perf_counter() - t, 1)}
+                               "seconds": round(seconds, 1), "input_bytes": input_bytes}
     out["vm_hwm"] = hwm()
     if setting == "shared":  # (3) switch latency between frontier stitches
         front = sorted(sel.frontier, key=lambda i: sel.candidates[i].throughput[1])
@@ -143,7 +146,7 @@ BUDGETED = COMMON + textwrap.dedent("""
     x = np.random.default_rng(0).standard_normal((1, *m["input_shape"])).astype(np.float32)
     ids = sorted(sel.candidates)
     order = ids + list(np.random.default_rng(2).permutation(ids))
-    over, worst_anon, worst_rss, worst_acct = 0, 0, 0, 0
+    over, rss_over, worst_anon, worst_rss, worst_acct = 0, 0, 0, 0, 0
     t = time.perf_counter()
     for i in order:
         sel.run(x, stitch=int(i))
@@ -151,17 +154,66 @@ BUDGETED = COMMON + textwrap.dedent("""
         d = sel.residency.describe()
         worst_rss = max(worst_rss, r["Rss"] - base)
         worst_anon = max(worst_anon, r["Anonymous"])
-        worst_acct = max(worst_acct, d["resident_mb"])
+        worst_acct = max(worst_acct, d["accounted_mb"])
         over += d["resident_mb"] > d["budget_mb"]
+        rss_over += r["Rss"] - base > budget_mb * MiB
     d = sel.describe()["residency"]
     print(json.dumps({"budget_mb": budget_mb, "weight_bytes": weights, "session_estimate_max_bytes": est,
         "refusal": refusal, "calls": len(order), "seconds": round(time.perf_counter() - t, 1),
         "resident_at_start": len(start["resident"]), "accounted_over_budget_calls": over,
-        "accounted_max_mb": worst_acct, "rss_growth_max": worst_rss, "rss_baseline": base,
+        "accounted_max_mb": worst_acct, "rss_growth_max": worst_rss, "rss_over_budget_calls": rss_over,
+        "residency_measured_growth_max_mb": d["max_measured_growth_mb"], "residency_accounted_max_mb": d["max_accounted_mb"], "rss_baseline": base,
         "rss_after": rollup()["Rss"], "vm_hwm": hwm(), "loads": d["loads"], "evictions": d["evictions"],
         "cold_switch_ms": d["cold_switch_ms"], "resident_at_end": len(d["resident"]),
         "counted_session_mb": sorted(d["session_mb"].values()),
         "measured_session_mb": sorted(d["measured_mb"].values())}))
+""")
+
+LEVERS = COMMON + textwrap.dedent("""
+    # what one DeiT-B call at batch 16 leaves in anonymous memory under each allocator setting
+    folder, cfg, lever = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    import onnxruntime as ort
+    import snnet_export.runtime.ort.runner as R
+    from snnet_export.engine_folder.manifest import config_entry, load_manifest
+    from snnet_export.engine_folder.weight_file import WeightFile
+    R.use_global_threads(2); R.lean_heap()
+    if lever == "pow2-arena":
+        R._ARENA_EXTEND_SAME_AS_REQUESTED = -1
+    if lever == "no-arena":
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_DEVICE_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, None)
+        R._ARENA_REGISTERED = True
+    m = load_manifest(folder)
+    sess = R.ort_session(folder, config_entry(m, cfg), WeightFile(folder, m["weights"]), fast=True,
+                         shared_arena=lever != "session-arena", global_threads=True, stop_spinning=True)
+    run = R.OrtRunner(sess, cfg, release_activations=lever not in ("no-arena", "session-arena", "keep"))
+    x = np.random.default_rng(0).standard_normal((16, *m["input_shape"])).astype(np.float32)
+    before = rollup()["Anonymous"]
+    times = []
+    for k in range(3):  # the first call also sets up the kernels' one-time state (not timed)
+        t = time.perf_counter(); run(x); times.append(time.perf_counter() - t)
+    times = times[1:]
+    left = rollup()["Anonymous"] - before  # the input is alive in both samples
+    R.trim_heap()
+    print(json.dumps({"lever": lever, "left": left, "left_after_trim": rollup()["Anonymous"] - before,
+                      "ms": 1e3 * float(np.median(times))}))
+""")
+
+EQUAL = COMMON + textwrap.dedent("""
+    # the default mode (fused) against the stock graphs (shared): same logits
+    folder = sys.argv[1]
+    from snnet_export.engine_folder.manifest import config_entry, load_manifest
+    from snnet_export.engine_folder.weight_file import WeightFile
+    from snnet_export.runtime.ort.runner import OrtRunner, ort_session
+    m = load_manifest(folder); w = WeightFile(folder, m["weights"])
+    x = np.random.default_rng(3).standard_normal((4, *m["input_shape"])).astype(np.float32)
+    out = {}
+    for cfg in range(0, len(m["configs"]), 5):
+        e = config_entry(m, cfg)
+        y = {f: OrtRunner(ort_session(folder, e, w, fast=f, shared_arena=True), cfg)(x) for f in (False, True)}
+        out[cfg] = {"max_abs_diff": float(np.abs(y[True] - y[False]).max()), "max_abs": float(np.abs(y[False]).max()),
+                    "same_top1": bool((y[True].argmax(1) == y[False].argmax(1)).all())}
+    print(json.dumps(out))
 """)
 
 RELEASE_COST = COMMON + textwrap.dedent("""
@@ -235,48 +287,95 @@ def breakdown(r: dict, weight_bytes: int) -> dict:
             "ratio_growth_after_batch1": (r["after"]["1"]["rss"] - r["rss_baseline"]) / weight_bytes}
 
 
+LEVERS_TRIED = ("same-arena", "pow2-arena", "no-arena", "session-arena", "keep")
+PARTS = ("resident", "levers", "equal", "budgeted", "release")
+
+
+def measure_part(part: str, args: argparse.Namespace, prof: str, res: dict) -> None:
+    """Run one part of the benchmark (each child a fresh process) into ``res``."""
+    folder = str(args.folder)
+    if part == "resident":
+        res["resident"] = {s: child(RESIDENT, folder, s, prof) for s in args.settings.split(",")}
+    elif part == "levers":
+        res["levers"] = {lever: child(LEVERS, folder, "2", lever) for lever in LEVERS_TRIED}
+    elif part == "equal":
+        res["fused_vs_shared"] = child(EQUAL, folder)
+    elif part == "budgeted":
+        res["budgeted"] = child(BUDGETED, folder, str(args.budget_sessions), prof)
+        res["budget_sessions"] = args.budget_sessions
+    elif part == "release":
+        res["release_cost"] = child(RELEASE_COST, folder, "2")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folder", type=Path, default=ROOT / "engines/deit71")
     ap.add_argument("--budget-sessions", type=int, default=20)
     ap.add_argument("--settings", default="before,shared,fused")
-    ap.add_argument("--budgeted-only", action="store_true", help="re-measure the budgeted part into the existing results")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}; "
+                    "parts not named keep their figures from the existing results file (each run's machine "
+                    "state is recorded), so a long benchmark can run as several short locked runs")
+    ap.add_argument("--under-lock", action="store_true", help="record that this run holds /work/bench.lock "
+                    "(run as `flock /work/bench.lock ... --under-lock`)")
     args = ap.parse_args()
     from snnet_export.bench.peak import matmul_peak
     from snnet_export.bench.stats import machine_state
     from snnet_export.engine_folder.manifest import load_manifest
 
     m = load_manifest(args.folder)
-    weight_bytes = m["weights"]["size"]
+    parts = [p for p in args.parts.split(",") if p]
+    if set(parts) - set(PARTS):
+        raise SystemExit(f"--parts: expected a subset of {PARTS}, got {parts}")
+    path = RESULTS / "selector.json"
+    res: dict = {}
+    res.update({"benchmark": "selector", "folder": str(args.folder), "family": "deit-tsb", "precision": m["precision"],
+                "weight_file_bytes": m["weights"]["size"]})
+    labels = [f"resident:{s}" for s in args.settings.split(",")] if "resident" in parts else []
+    labels += [p for p in parts if p != "resident"]
+    run = {"parts": labels, "under_lock": args.under_lock, "machine_before": machine_state(), "peak_before": matmul_peak(2)}
     prof = str(flops_profile(args.folder))
-    if args.budgeted_only:
-        res = json.loads((RESULTS / "selector.json").read_text())
-        res["budgeted"] = child(BUDGETED, str(args.folder), str(args.budget_sessions), str(flops_profile(args.folder)))
-        res["budgeted"]["load_average"] = os.getloadavg()
-        (RESULTS / "selector.json").write_text(json.dumps(res, indent=1) + "\n")
-        (RESULTS / "selector.md").write_text(render(res))
-        return print(render(res))
-    res: dict = {"benchmark": "selector", "folder": str(args.folder), "family": "deit-tsb", "precision": m["precision"],
-                 "weight_file_bytes": weight_bytes, "machine_before": machine_state(), "peak_before": matmul_peak(2)}
-    res["resident"] = {s: child(RESIDENT, str(args.folder), s, prof) for s in args.settings.split(",")}
-    res["breakdown"] = {s: breakdown(r, weight_bytes) for s, r in res["resident"].items()}
-    res["budgeted"] = child(BUDGETED, str(args.folder), str(args.budget_sessions), prof)
-    res["release_cost"] = child(RELEASE_COST, str(args.folder), "2")
-    res["peak_after"], res["machine_after"] = matmul_peak(2), machine_state()
+    for part in parts:
+        measure_part(part, args, prof, res)
+    run["peak_after"], run["machine_after"] = matmul_peak(2), machine_state()
+    # merged into the file as it is now (another part may have finished meanwhile): parts not run keep their figures
+    old: dict = json.loads(path.read_text()) if set(parts) != set(PARTS) and path.is_file() else {}
+    res["resident"] = {**old.get("resident", {}), **res.get("resident", {})}
+    res["breakdown"] = {s: breakdown(r, res["weight_file_bytes"]) for s, r in res["resident"].items()}
+    kept = [{**r, "parts": [x for x in r["parts"] if x not in labels]} for r in old.get("runs", [])]
+    res["runs"] = [r for r in kept if r["parts"]] + [run]
+    res = {**old, **res}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "selector.json").write_text(json.dumps(res, indent=1) + "\n")
+    path.write_text(json.dumps(res, indent=1) + "\n")
     (RESULTS / "selector.md").write_text(render(res))
     print(render(res))
 
 
-def render(res: dict) -> str:
+LEVER_NOTES = {
+    "same-arena": "this round: one shared arena, regions of the requested size, shrunk after each call",
+    "pow2-arena": "the same arena with ORT's default power-of-two regions",
+    "no-arena": "no arena: plain malloc/free (glibc, mmap threshold 128 KiB)",
+    "session-arena": "an arena per session (ORT's default), not shrunk",
+    "keep": "the shared arena, not shrunk after calls",
+}
+
+
+def render_runs(res: dict) -> list[str]:
+    out = []
+    for r in res.get("runs", []):
+        lock = "under `flock /work/bench.lock`" if r.get("under_lock") else \
+            "not under the lock (niced; RSS does not depend on load, any timing here was taken on a loaded machine)"
+        if r.get("note"):
+            out.append(f"- parts {', '.join(r['parts'])}: {r['note']}")
+            continue
+        out.append(f"- parts {', '.join(r['parts'])}, {lock}: load average before {r['machine_before']['load_average']}, after "
+                   f"{r['machine_after']['load_average']}; matmul peak before {r['peak_before']['gflops']} GFLOP/s, "
+                   f"after {r['peak_after']['gflops']}.")
+    return out
+
+
+def render_resident(res: dict) -> list[str]:
     mib = lambda b: f"{b / 2**20:.0f}"  # noqa: E731
-    w = res["weight_file_bytes"]
-    lines = [f"# Selector memory: 71 DeiT-Ti/S/B stitches, FP32, ONNX Runtime, {os.cpu_count()} cores", "",
-             f"Weight file {mib(w)} MiB. Load average before {res['machine_before']['load_average']}, after "
-             f"{res['machine_after']['load_average']}; matmul peak before {res['peak_before']['gflops']} GFLOP/s, after "
-             f"{res['peak_after']['gflops']} (RSS figures do not depend on load; timings do).", "",
-             "## All 71 stitches resident, after each ran once at batch 1 and once at batch 16", "",
+    lines = ["## All 71 stitches resident, after each ran once at batch 1 and once at batch 16", "",
              "| setting | RSS MiB | / weight file | growth / weight file (b16; b1) | Selector's own / weight file | "
              "weight map | libraries | interpreter anon | sessions anon (per stitch) | left by runs | threads | "
              "peak RSS (VmHWM) |", "|" + "---|" * 12]
@@ -288,35 +387,73 @@ def render(res: dict) -> str:
                      f"{mib(b['anon_interpreter_and_imports'])} | {mib(b['anon_sessions'])} "
                      f"({b['anon_sessions_per_stitch'] / 2**20:.2f}) | {mib(b['anon_left_by_runs'])} | {r['threads']} | "
                      f"{mib(r['vm_hwm'])} |")
+    lines += ["", "Goal: <= 1.3x. `fused` is the default mode (`bench --ort-mode`, which the Selector follows). "
+              "'growth' excludes the RSS of the interpreter before `import snnet_export.runtime`; "
+              "'libraries' is other file-backed memory (onnxruntime, onnx, NumPy, Python); \"Selector's own\" is what "
+              "opening the Selector and running the stitches added: the weight file's mapped pages plus the growth of "
+              "anonymous memory after onnxruntime was imported and set up (sessions + what the runs left). Each figure is "
+              "taken with the input batch freed (it is the app's: 0.6 MiB at batch 1, 9.2 MiB at batch 16). `before` is "
+              "the previous round's settings (NCHWc transformer, unshrunk arena, power-of-two regions, dynamic glibc mmap "
+              "threshold). Peak RSS includes the activations of the batch-16 call in flight."]
+    return lines
+
+
+def render_levers(res: dict) -> list[str]:
+    lev = res.get("levers")
+    if not lev:
+        return []
+    lines = ["", "## What one call leaves behind: anchor B (fused), batch 16, per allocator setting", "",
+             "| setting | anon left by 3 calls MiB | after `malloc_trim(0)` MiB | p50 ms (calls 2-3) |", "|---|---|---|---|"]
+    for name, r in lev.items():
+        lines.append(f"| `{name}`: {LEVER_NOTES.get(name, name)} | {r['left'] / 2**20:.1f} | "
+                     f"{r['left_after_trim'] / 2**20:.1f} | {r['ms']:.0f} |")
+    lines += ["", "Each row is a fresh process; the timings are two calls each on a shared machine (indicative only)."]
+    eq = res.get("fused_vs_shared")
+    if eq:
+        worst = max(r["max_abs_diff"] for r in eq.values())
+        lines += ["", f"`fused` against `shared` (stock graphs), {len(eq)} stitches (every fifth), batch 4: largest "
+                  f"difference in logits {worst:.2e} (logits up to {max(r['max_abs'] for r in eq.values()):.1f}); same "
+                  f"top-1 for every image: {all(r['same_top1'] for r in eq.values())}."]
+    return lines
+
+
+def render_budgeted(res: dict) -> list[str]:
+    mib = lambda b: f"{b / 2**20:.0f}"  # noqa: E731
     g = res["budgeted"]
     cold = g["cold_switch_ms"]
-    rc = res["release_cost"]
+    measured = f"{min(g['measured_session_mb'])}-{max(g['measured_session_mb'])}" if g["measured_session_mb"] else "-"
+    return ["", f"## Budgeted: `max_resident_mb={g['budget_mb']:.0f}` (weights + {res.get('budget_sessions', 20)} x the "
+            "largest session estimate)", "",
+            f"- {g['calls']} calls over all 71 stitches (two orders, batch 1) in {g['seconds']} s: {g['loads']} loads, "
+            f"{g['evictions']} evictions; {g['resident_at_start']} resident at start, {g['resident_at_end']} at the end.",
+            f"- Accounted (weights + counted sessions) at most **{g['accounted_max_mb']:.1f} MiB**; process RSS growth "
+            f"(sampled by the benchmark after each call, over its {mib(g['rss_baseline'])} MiB baseline with onnxruntime "
+            f"imported and set up) at most **{g['rss_growth_max'] / 2**20:.1f} MiB**; calls over the budget: "
+            f"**{g['accounted_over_budget_calls']}** (the Selector's own figure, the larger of the two) and "
+            f"**{g.get('rss_over_budget_calls', '-')}** (the benchmark's RSS sample). The Selector's measured growth peaked at "
+            f"{g.get('residency_measured_growth_max_mb', '-')} MiB (before it evicted down to the budget).",
+            f"- Cold switch (load on a miss, incl. eviction and heap trim), from `describe()`: p50 **{cold['p50']} ms**, "
+            f"p99 **{cold['p99']} ms** ({cold['n']} loads).",
+            f"- Session sizes measured at load (RssAnon growth, quiet loads): {measured} MiB; counted (the larger of that "
+            f"and the graph estimate): {min(g['counted_session_mb'])}-{max(g['counted_session_mb'])} MiB.",
+            f"- Impossible budget: `{g['refusal']}`"]
+
+
+def render(res: dict) -> str:
+    w = res["weight_file_bytes"]
+    lines = [f"# Selector memory: 71 DeiT-Ti/S/B stitches, FP32, ONNX Runtime, {os.cpu_count()} cores", "",
+             f"Weight file {w / 2**20:.0f} MiB. RSS figures do not depend on load; timings do. Each run of "
+             "the benchmark (`--parts`) and whether it held the shared benchmark lock:", "", *render_runs(res), ""]
+    lines += render_resident(res) + render_levers(res) + render_budgeted(res) + ["", "## Costs", ""]
     sw = res["resident"].get("shared", {}).get("switch_ms")
-    lines += ["", "Goal: <= 1.3x. 'growth' excludes the RSS of the interpreter before `import snnet_export.runtime`; "
-              "'libraries' is other file-backed memory (onnxruntime, NumPy, Python); \"Selector's own\" is what opening the "
-              "Selector and running the stitches added: the weight file's mapped pages plus the growth of anonymous memory "
-              "after onnxruntime was imported and set up (sessions + what the runs left). Peak RSS includes the activations "
-              "of the batch-16 call in flight.", "",
-              f"## Budgeted: `max_resident_mb={g['budget_mb']:.0f}` (weights + {res.get('budget_sessions', 20)} x the "
-              "largest session estimate)", "",
-              f"- {g['calls']} calls over all 71 stitches (two orders, batch 1) in {g['seconds']} s: {g['loads']} loads, "
-              f"{g['evictions']} evictions; {g['resident_at_start']} resident at start, {g['resident_at_end']} at the end.",
-              f"- Accounted (weights + measured sessions) at most {g['accounted_max_mb']:.1f} MiB; calls over budget: "
-              f"**{g['accounted_over_budget_calls']}**. Process RSS growth at most {mib(g['rss_growth_max'])} MiB over "
-              f"its {mib(g['rss_baseline'])} MiB baseline (onnxruntime imported and set up; sampled after each call).",
-              f"- Cold switch (load on a miss, incl. eviction): p50 **{cold['p50']} ms**, p99 **{cold['p99']} ms** "
-              f"({cold['n']} loads).",
-              f"- Session sizes measured at load (RssAnon growth, quiet loads): {min(g['measured_session_mb'])}-"
-              f"{max(g['measured_session_mb'])} MiB; counted (the larger of that and the graph estimate): "
-              f"{min(g['counted_session_mb'])}-{max(g['counted_session_mb'])} MiB.",
-              f"- Impossible budget: `{g['refusal']}`", "",
-              "## Costs", ""]
     if sw:
         lines.append(f"- Stitch switch (`set_budget` that changes stitch, {sw['n']} switches): p50 {sw['p50'] * 1e3:.1f} us, "
                      f"p99 {sw['p99'] * 1e3:.1f} us.")
-    lines.append(f"- Handing activations back after each call (DeiT-B, blocks interleaved): batch 1 "
-                 f"{rc['1']['release']:.1f} vs {rc['1']['keep']:.1f} ms ({rc['1']['ratio']:.3f}x), batch 16 "
-                 f"{rc['16']['release']:.0f} vs {rc['16']['keep']:.0f} ms ({rc['16']['ratio']:.3f}x).")
+    rc = res.get("release_cost")
+    if rc:
+        lines.append(f"- Handing activations back after each call (DeiT-B, blocks interleaved): batch 1 "
+                     f"{rc['1']['release']:.1f} vs {rc['1']['keep']:.1f} ms ({rc['1']['ratio']:.3f}x), batch 16 "
+                     f"{rc['16']['release']:.0f} vs {rc['16']['keep']:.0f} ms ({rc['16']['ratio']:.3f}x).")
     return "\n".join(lines) + "\n"
 
 

@@ -43,7 +43,7 @@ def test_profile_file_has_the_schema(tiny_folder, measured):
     assert on_disk == measured
     assert (measured["schema"], measured["version"], measured["backend"]) == (PROFILE_SCHEMA, 1, "ort")
     assert measured["device"] == device_name("ort") and measured["precision"] == "fp32"
-    assert measured["batches"] == [1, 4] and measured["ort_mode"] == "shared"
+    assert measured["batches"] == [1, 4] and measured["ort_mode"] == "fused"
     assert sorted((r["id"], r["batch"]) for r in measured["stitches"]) == [(i, b) for i in IDS for b in (1, 4)]
     env = measured["environment"]
     for key in ("cpu", "threads", "onnxruntime", "numpy", "python", "precision", "ort", "load_average", "timing"):
@@ -260,7 +260,7 @@ def test_rebench_of_a_subset_merges_into_the_profile(folder_copy, measured):
 
 
 @pytest.mark.parametrize("kwargs, reason", [
-    (dict(ort_mode="fused"), "ort_mode 'shared' (existing) vs 'fused' (this run)"),
+    (dict(ort_mode="shared"), "ort_mode 'fused' (existing) vs 'shared' (this run)"),
     (dict(threads=2), "threads 1 (existing) vs 2 (this run)"),
     (dict(spinning=False), "ort"),
 ])

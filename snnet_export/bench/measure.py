@@ -38,15 +38,18 @@ BACKENDS = ("ort", "trt")
 #: from whatever runs next (another stitch, or the interleaved PyTorch baseline, whose OpenMP
 #: barriers then stall: measured 108 ms instead of 65 ms for DeiT-S at batch 1 on 2 cores).
 ORT_MODES: dict[str, dict[str, Any]] = {
-    # what the runtime selector runs: stock graph, one shared copy of the weights, no prepacking
+    # stock graph, one shared copy of the weights, no prepacking
     "shared": {"fast": False, "prepack": False, "spinning": None, "stop_spinning": True},
-    # attention fused into com.microsoft.Attention; still one shared copy of the weights
+    # attention fused into com.microsoft.Attention; still one shared copy of the weights, and about
+    # half the per-session memory of ``shared`` (fewer nodes; benchmarks/results/selector.md)
     "fused": {"fast": True, "prepack": False, "spinning": None, "stop_spinning": True},
     # ORT-only fast path: fused attention + MLAS-prepacked weights (a private copy per session)
     "fast": {"fast": True, "prepack": True, "spinning": None, "stop_spinning": True},
 }
-#: the default measures what the runtime selector runs, so its budgets hold
-DEFAULT_ORT_MODE = "shared"
+#: the default: the selector runs the mode its profile was measured with, so its budgets hold;
+#: ``fused`` is as fast as ``shared`` (benchmarks/results/efficiency.md) and keeps all 71 DeiT stitches
+#: resident in <= 1.3x the weight file (benchmarks/results/selector.md), ``shared`` does not
+DEFAULT_ORT_MODE = "fused"
 #: interleaved rounds a stitch's runs are spread over (see ``profile_from_engines``)
 DEFAULT_ROUNDS = 5
 Runner = Callable[[np.ndarray], Any]
@@ -255,8 +258,8 @@ def profile_from_engines(
         rounds: interleaved rounds the runs are spread over.
         threads: intra-op threads of ORT and of the PyTorch baseline (default: usable cores).
         baseline_torch: also time PyTorch eager, interleaved, under ``profile["baseline"]["torch"]``.
-        ort_mode: a key of :data:`ORT_MODES` (``shared``: the selector's one-copy setting;
-            ``fused``: + fused attention; ``fast``: + prepacked weights).
+        ort_mode: a key of :data:`ORT_MODES` (``shared``: stock graphs, one weight copy;
+            ``fused``, the default: + fused attention; ``fast``: + prepacked weights, a copy per session).
         spinning: override the mode's thread spinning (``False`` helps on an oversubscribed CPU).
         target: the TensorRT target whose engines to load (default: the folder's only one).
         write: write ``profile.<device>.json`` atomically into ``folder``, merged with this device's

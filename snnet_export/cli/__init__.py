@@ -295,9 +295,10 @@ def demo(workdir: str, fast: bool) -> None:
 @click.option("--warmup", type=click.IntRange(0), default=3, show_default=True)
 @click.option("--min-seconds", type=FiniteFloat(0), default=1.0, show_default=True,
               help="Keep timing each stitch and batch at least this long.")
-@click.option("--ort-mode", type=click.Choice(["shared", "fused", "fast"]), default="shared", show_default=True,
-              help="shared: what the selector runs (one weight copy); fused: + fused attention; "
-                   "fast: + prepacked weights (a private copy per session).")
+@click.option("--ort-mode", type=click.Choice(["shared", "fused", "fast"]), default="fused", show_default=True,
+              help="shared: stock graphs, one weight copy; fused: + fused attention (less memory per "
+                   "session; the selector runs the mode bench measured); fast: + prepacked weights "
+                   "(a private copy per session).")
 @click.option("--spinning/--no-spinning", default=None,
               help="ORT idle-thread spinning [default: ORT's, on]; --no-spinning helps on a busy CPU.")
 @click.option("--target", default=None, help="TensorRT target whose engines to time (default: the only one).")

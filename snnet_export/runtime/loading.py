@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import MemoryBudgetError, VerifyError
-from .residency import MiB, Residency, ResidentRunner, check_budget, estimate_session_bytes
+from .residency import MiB, Residency, ResidentRunner, check_budget, estimate_session_bytes, rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,20 @@ def _warm_environment(global_threads: bool) -> None:
     ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
+def prepare_ort(shared_threads: int | None) -> int | None:
+    """Import and set up ONNX Runtime (its global pool when ``shared_threads``); returns the RSS then.
+
+    A budgeted Selector calls this first, so the growth it holds against its budget starts after
+    ONNX Runtime's one-time set-up and covers everything the Selector itself adds.
+    """
+    from .ort.runner import use_global_threads
+
+    if shared_threads:
+        use_global_threads(shared_threads)  # before ORT's environment exists
+    _warm_environment(bool(shared_threads))
+    return rss_bytes()
+
+
 def ort_loader(folder: Path, manifest: Mapping[str, Any], *, threads: int | None, fused: bool,
                shared_threads: int | None, check_weights: bool) -> tuple[Callable[[int], Runner], Any]:
     """A function that opens one stitch of ``folder`` as a runner, and the folder's :class:`WeightFile`.
@@ -115,10 +129,12 @@ def ort_runners(folder: Path, manifest: Mapping[str, Any], ids: Sequence[int], *
 
 
 def budgeted_runners(folder: Path, manifest: Mapping[str, Any], ids: Sequence[int], preload: Sequence[int],
-                     max_resident_mb: float, **options: Any) -> tuple[dict[int, Runner], Residency]:
+                     max_resident_mb: float, rss_baseline: int | None = None, **options: Any) -> tuple[dict[int, Runner], Residency]:
     """Runners for ``ids`` that load on first use within ``max_resident_mb`` (weights + sessions).
 
-    ``preload`` is loaded now, in order, as far as it fits. Raises :class:`MemoryBudgetError` when
+    ``preload`` is loaded now, in order, as far as it fits. ``rss_baseline``: the process's RSS
+    before the Selector began opening (default: measured here, once onnxruntime is set up); the
+    budget also holds against the growth from it. Raises :class:`MemoryBudgetError` when
     the budget cannot hold the weight file and the largest of ``ids``' sessions.
     """
     if isinstance(max_resident_mb, bool) or not isinstance(max_resident_mb, (int, float)) \
@@ -129,9 +145,12 @@ def budgeted_runners(folder: Path, manifest: Mapping[str, Any], ids: Sequence[in
                  for i in ids}
     budget = int(max_resident_mb * MiB)
     check_budget(budget, manifest["weights"]["size"], estimates)  # before mapping anything
+    from .ort.runner import trim_heap
+
+    now = prepare_ort(options.get("shared_threads"))
+    before = now if rss_baseline is None else rss_baseline  # nothing of the folder mapped yet
     load, weights = ort_loader(folder, manifest, **options)
-    _warm_environment(bool(options.get("shared_threads")))
-    residency = Residency(load, weights.path.stat().st_size, budget, estimates)
+    residency = Residency(load, weights.path.stat().st_size, budget, estimates, rss_baseline=before, trim=trim_heap)
     loaded = residency.preload(list(preload))
     log.info("max_resident_mb=%s: %d of %d stitches resident at start", max_resident_mb, len(loaded), len(ids))
     return {i: ResidentRunner(residency, i) for i in ids}, residency

@@ -13,6 +13,13 @@ hence the estimate as a floor). Activations are
 not resident: the selector's sessions hand them back after each call, so a call in flight adds its
 activations for its duration only (measured in ``benchmarks/results/selector.md``).
 
+What the accounting cannot attribute to a session (the C heap that loads and runs leave behind,
+library code paged in, heap fragmentation) is caught by measuring: whenever no call is in flight
+(after each call and each load), the process's real RSS growth since the folder was opened is
+sampled (``/proc/self/statm``, a few microseconds), and the budget is held against the larger of
+the accounted and the measured figure; when the measured one is over, idle stitches are evicted,
+least recently used first, and the heap is trimmed (``trim``) until it fits.
+
 Thread safety: any number of threads may call :meth:`Residency.run`. A session in use is never
 evicted (each call holds a lease); a load that needs room held by busy sessions waits for a call
 to finish. Two threads asking for the same cold stitch load it once. Imports the standard library
@@ -21,6 +28,7 @@ only.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -39,6 +47,7 @@ MiB = 1 << 20
 BYTES_PER_GRAPH_BYTE = 64
 #: cold-switch timings kept for the percentiles
 _KEEP = 512
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 Runner = Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]
 
@@ -53,6 +62,19 @@ def rss_anon_bytes() -> int | None:
     except OSError:
         return None
     return None
+
+
+_STATM: list[int] = []  # one descriptor of /proc/self/statm, opened on first use
+
+
+def rss_bytes() -> int | None:
+    """This process's resident set size (``/proc/self/statm``, read with one ``pread``), or ``None`` off Linux."""
+    try:
+        if not _STATM:
+            _STATM.append(os.open("/proc/self/statm", os.O_RDONLY))
+        return int(os.pread(_STATM[0], 128, 0).split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError, AttributeError):  # no /proc, or no os.pread (Windows)
+        return None
 
 
 def estimate_session_bytes(graph_bytes: int) -> int:
@@ -93,6 +115,10 @@ class Residency:
         budget_bytes: weights plus resident sessions never exceed this.
         estimates: each stitch's estimated session bytes (:func:`estimate_session_bytes`).
         measure: returns the bytes that session loads grow (default :func:`rss_anon_bytes`).
+        measure_rss: returns the process's RSS (default :func:`rss_bytes`; ``None``: not measured).
+        rss_baseline: the RSS before the folder was opened (default: ``measure_rss()`` now); the
+            measured growth is RSS minus this.
+        trim: called (no lock held) after evictions to hand freed heap pages back to the system.
 
     Raises:
         MemoryBudgetError: the budget cannot hold the weights and the largest session.
@@ -100,7 +126,9 @@ class Residency:
 
     def __init__(self, loader: Callable[[int], Runner], weight_bytes: int, budget_bytes: int,
                  estimates: Mapping[int, int], measure: Callable[[], int | None] = rss_anon_bytes,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, *,
+                 measure_rss: Callable[[], int | None] | None = rss_bytes, rss_baseline: int | None = None,
+                 trim: Callable[[], object] | None = None) -> None:
         check_budget(budget_bytes, weight_bytes, estimates)
         self.loader, self.weight_bytes, self.budget_bytes = loader, int(weight_bytes), int(budget_bytes)
         self.estimates = dict(estimates)
@@ -114,12 +142,31 @@ class Residency:
         self._cold_ms: deque[float] = deque(maxlen=_KEEP)
         self.loads = self.evictions = 0
         self.closed = False
+        self._measure_rss, self._trim = measure_rss, trim
+        self._rss0 = rss_baseline if rss_baseline is not None or measure_rss is None else measure_rss()
+        self.measured_growth = 0  # real RSS growth since the folder was opened, at the last quiet sample
+        self.max_measured_growth = self.max_accounted = 0
+        self._warned = False
 
     # ---- accounting (callers hold _cond) ----
     @property
-    def used_bytes(self) -> int:
-        """Weights plus resident and loading sessions, as counted against the budget."""
+    def accounted_bytes(self) -> int:
+        """Weights plus resident and loading sessions, as counted."""
         return self.weight_bytes + sum(r.bytes for r in self._resident.values()) + sum(self._loading.values())
+
+    @property
+    def used_bytes(self) -> int:
+        """What the budget is held against: the larger of the accounted and the measured bytes
+        (the measured growth plus what is loading now, which the last sample did not see)."""
+        return max(self.accounted_bytes, self.measured_growth + sum(self._loading.values()))
+
+    def _sample(self) -> None:
+        """Record the real RSS growth (callers hold _cond, with no call in flight)."""
+        now = self._measure_rss() if self._measure_rss is not None and self._rss0 is not None else None
+        if now is not None:
+            self.measured_growth = max(0, now - self._rss0)  # type: ignore[operator]
+            self.max_measured_growth = max(self.max_measured_growth, self.measured_growth)
+        self.max_accounted = max(self.max_accounted, self.accounted_bytes)
 
     def _size(self, cfg_id: int) -> int:
         return self.estimates.get(cfg_id) or max(self.estimates.values(), default=MiB)
@@ -133,6 +180,7 @@ class Residency:
             r = self._resident[cfg_id]
             if r.leases == 0 and cfg_id != keep:
                 dropped.append(self._resident.pop(cfg_id))
+                self.measured_growth = max(0, self.measured_growth - r.bytes)  # until the next sample
                 self.evictions += 1
                 log.info("evicted stitch %d (%.1f MiB)", cfg_id, r.bytes / MiB)
         return dropped
@@ -140,6 +188,7 @@ class Residency:
     # ---- leases ----
     def acquire(self, cfg_id: int) -> Runner:
         """Lease stitch ``cfg_id``'s runner (loading it if needed); pair with :meth:`release`."""
+        freed: list[_Resident] = []
         with self._cond:
             t0 = None
             while True:
@@ -154,13 +203,20 @@ class Residency:
                 t0 = self._clock() if t0 is None else t0
                 if cfg_id not in self._loading:
                     need = self._size(cfg_id)
-                    dropped = self._evict_for(need)
+                    freed += self._evict_for(need)
                     if self.used_bytes + need <= self.budget_bytes or not (self._resident or self._loading):
                         self._loading[cfg_id] = need
                         break
-                    del dropped  # the rest of the room is held by busy sessions or loads: wait
-                self._cond.wait()
+                self._cond.wait()  # the rest of the room is held by busy sessions or loads: wait
+        self._drop(freed)
         return self._load(cfg_id, t0)
+
+    def _drop(self, dropped: list[_Resident]) -> None:
+        """Free evicted sessions (no lock held) and hand their heap pages back (``trim``)."""
+        if dropped:
+            dropped.clear()
+            if self._trim is not None:
+                self._trim()
 
     def _load(self, cfg_id: int, t0: float) -> Runner:
         """Open ``cfg_id`` (its bytes reserved), measure it, make it resident with one lease."""
@@ -194,7 +250,7 @@ class Residency:
                             "a busy stitch can be evicted", cfg_id, size / MiB, self.used_bytes / MiB,
                             self.budget_bytes / MiB)
             self._cond.notify_all()
-        del dropped
+        self._drop(dropped)
         return runner
 
     def release(self, cfg_id: int) -> None:
@@ -204,7 +260,32 @@ class Residency:
             if r is not None:
                 r.leases -= 1
             self._busy -= 1
+            quiet = self._busy == 0
             self._cond.notify_all()
+        if quiet:
+            self._settle(cfg_id)
+
+    def _settle(self, keep: int) -> None:
+        """At a quiet point (no call in flight): sample the real RSS growth and, while it or the
+        accounted bytes exceed the budget, evict idle stitches (least recently used first, ``keep``,
+        the one just used, last) and trim the heap, re-sampling after each round."""
+        while True:
+            with self._cond:
+                if self._busy or self.closed:
+                    return
+                self._sample()
+                if self.used_bytes <= self.budget_bytes:
+                    return
+                dropped = self._evict_for(0, keep=keep)
+                if not dropped:
+                    if not self._warned:
+                        self._warned = True
+                        log.warning("measured growth %.0f MiB exceeds the %.0f MiB budget with one stitch "
+                                    "resident: raise max_resident_mb", self.measured_growth / MiB, self.budget_bytes / MiB)
+                    return
+                log.info("measured growth %.1f MiB over the %.0f MiB budget: evicted %d", self.measured_growth / MiB,
+                         self.budget_bytes / MiB, len(dropped))
+            self._drop(dropped)
 
     def run(self, cfg_id: int, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Run ``x`` on stitch ``cfg_id``, loading it first when it is not resident."""
@@ -239,7 +320,10 @@ class Residency:
             cold = np.array(self._cold_ms) if self._cold_ms else None
             return {
                 "budget_mb": round(self.budget_bytes / MiB, 1), "weights_mb": round(self.weight_bytes / MiB, 1),
-                "resident_mb": round(self.used_bytes / MiB, 1), "resident": list(self._resident),
+                "resident_mb": round(self.used_bytes / MiB, 1), "accounted_mb": round(self.accounted_bytes / MiB, 1),
+                "measured_growth_mb": round(self.measured_growth / MiB, 1),
+                "max_accounted_mb": round(self.max_accounted / MiB, 1),
+                "max_measured_growth_mb": round(self.max_measured_growth / MiB, 1), "resident": list(self._resident),
                 "session_mb": {i: round(r.bytes / MiB, 2) for i, r in self._resident.items()},
                 "measured_mb": {i: round(b / MiB, 2) for i, b in self.measured.items()},
                 "loads": self.loads, "evictions": self.evictions,

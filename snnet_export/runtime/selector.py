@@ -87,7 +87,8 @@ class Selector:
         target: TensorRT target name whose engines to load (``backend='trt'``).
         latency_stat: which latency percentile ``max_latency_ms`` budgets compare (``p50``/``p90``/``p99``).
         ort_mode: ``shared`` (stock graphs) or ``fused`` (attention fused into ORT's contrib op,
-            weights still shared); default: the mode the profile was measured with.
+            weights still shared, about half the memory per session); default: the mode the profile
+            was measured with (``bench``'s default is ``fused``; ``shared`` for a profile that names none).
         shared_threads: run every resident ONNX Runtime session on one process-wide pool of this many
             intra-op threads (ORT's global pool; avoids oversubscription with many stitches and caller
             threads, ``benchmarks/results/thread_pool.md``); set before any other ORT session; ``threads`` ignored.
@@ -98,7 +99,9 @@ class Selector:
         max_resident_mb: keep the weight file plus the resident sessions within this many MiB
             (ONNX Runtime): ``resident`` stitches are loaded at start as far as they fit (most
             accurate first), any other candidate on its first call, evicting the least recently
-            used; ``describe()['residency']`` reports the cold-switch cost. A budget below the
+            used; held against the larger of that accounting and the process's measured RSS growth
+            since the folder was opened (``docs/memory.md``); ``describe()['residency']`` reports
+            both and the cold-switch cost (p50/p99). A budget below the
             weights plus the largest session raises :class:`MemoryBudgetError` (it says the minimum).
     """
 
@@ -108,6 +111,11 @@ class Selector:
                  shared_threads: int | None = None, check_weights: bool = True,
                  adaptive: bool = True, clock: Callable[[], float] = time.perf_counter,
                  max_resident_mb: float | None = None) -> None:
+        self._rss0 = None  # with a budget: the RSS it counts growth from (onnxruntime set up, nothing opened)
+        if max_resident_mb is not None and backend != "trt":
+            from .loading import prepare_ort
+
+            self._rss0 = prepare_ort(shared_threads)
         self.folder = Path(folder)
         self.manifest = load_manifest(self.folder)
         self._entries = {e["id"]: e for e in self.manifest["configs"]}
@@ -219,7 +227,7 @@ class Selector:
             return ort_runners(self.folder, self.manifest, ids, **opts)
         order = sorted(ids, key=lambda i: -self.candidates[i].accuracy)  # most accurate first
         runners, self.residency = budgeted_runners(self.folder, self.manifest, list(self.candidates), order,
-                                                   self.max_resident_mb, **opts)
+                                                   self.max_resident_mb, rss_baseline=self._rss0, **opts)
         self._closers = [self.residency.close]
         return runners
 
