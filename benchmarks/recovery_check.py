@@ -1,6 +1,6 @@
 """Does the closed loop come back after a real load? Two busy processes on, then off; 20 runs in a row.
 
-One profile of the DeiT dozen (``benchmarks/load_shift.py``'s folder: 12 stitches, random weights,
+One profile of the DeiT dozen (``benchmarks/closed_loop_setup.py``: 12 stitches, random weights,
 published Top-1) is measured at the start; then, ``--runs`` times, a fresh adaptive Selector
 (batch 1, p99 latency budget 1.3 x the profiled p99 of stitch 18, hysteresis 0.1) serves:
 
