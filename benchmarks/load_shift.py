@@ -71,7 +71,8 @@ def phase_stats(calls: list, sel, budget: float) -> dict:
             "mean_top1": round(float(np.mean(acc)), 3), "settled_top1": sel.candidates[ids[-1]].accuracy,
             "switches": int(sum(a != b for a, b in zip(ids, ids[1:]))), "calls_to_settle": settled,
             "switches_per_1000": round(1000 * sum(a != b for a, b in zip(ids, ids[1:])) / len(ids), 1),
-            "stitches": sorted(set(ids)), "final": ids[-1]}
+            "stitches": sorted(set(ids)), "final": ids[-1],
+            "trace": [[c, round(float(m), 1)] for c, m in calls]}  # (stitch, ms) of every call, for diagnosis
 
 
 def goals(phases: dict, sel) -> dict:
