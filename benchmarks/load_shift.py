@@ -24,35 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-
-RESULTS = Path(__file__).resolve().parent / "results"
-ROOT = Path(__file__).resolve().parent.parent
-IDS = "0,1,2,6,18,30,36,42,48,54,60,66"  # 3 anchors, Ti->S and S->B stitches across the range
-
-
-def _spin(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    x = 0
-    while time.monotonic() < end:
-        x += 1
-
-
-def ensure_folder(folder: Path) -> None:
-    if (folder / "manifest.json").is_file():
-        return
-    cmd = [sys.executable, "-m", "snnet_export.cli", "export", "deit-tsb", "random", "-o", str(folder),
-           "--configs", IDS, "--accuracy", str(ROOT / "tests/data/official_deit_tsb_stitches.tsv")]
-    subprocess.run(cmd, check=True)
-
+from closed_loop_setup import RESULTS, ROOT, budget_ms, prepare, start_load, stop_load
 
 def serve(sels: dict, x: np.ndarray, calls: int) -> dict:
     """``calls`` calls on each selector, in turn; per selector the (stitch, ms) of every call."""
@@ -94,7 +71,8 @@ def phase_stats(calls: list, sel, budget: float) -> dict:
             "mean_top1": round(float(np.mean(acc)), 3), "settled_top1": sel.candidates[ids[-1]].accuracy,
             "switches": int(sum(a != b for a, b in zip(ids, ids[1:]))), "calls_to_settle": settled,
             "switches_per_1000": round(1000 * sum(a != b for a, b in zip(ids, ids[1:])) / len(ids), 1),
-            "stitches": sorted(set(ids)), "final": ids[-1]}
+            "stitches": sorted(set(ids)), "final": ids[-1],
+            "trace": [[c, round(float(m), 1)] for c, m in calls]}  # (stitch, ms) of every call, for diagnosis
 
 
 def goals(phases: dict, sel) -> dict:
@@ -152,26 +130,16 @@ def main() -> None:
         render(json.loads((RESULTS / "load_shift.json").read_text()))
         return
     warnings.simplefilter("ignore")
-    from snnet_export.bench.measure import profile_from_engines
-    from snnet_export.bench.peak import matmul_peak
     from snnet_export.bench.stats import machine_state
     from snnet_export.runtime import Selector
 
-    ensure_folder(args.folder)
-    res: dict = {"folder": str(args.folder.relative_to(ROOT)) if args.folder.is_relative_to(ROOT) else str(args.folder),
-                 "threads": args.threads, "machine_before": machine_state(), "cpu_count": os.cpu_count()}
-    res["matmul_peak"] = matmul_peak(args.threads)
-    t0 = time.perf_counter()
-    prof = profile_from_engines(args.folder, batches=(1,), threads=args.threads, runs=20, min_seconds=0.5,
-                                rounds=5, progress=False, replace=True, peak=False, time_budget=60.0)
-    res["profile_seconds"] = round(time.perf_counter() - t0, 1)
-    res["profile_load"] = prof["environment"]["load_average"]
+    res, prof = prepare(args.folder, args.threads)
     sels = {"static": Selector(args.folder, threads=args.threads, adaptive=False, latency_stat="p99",
                                hysteresis=args.hysteresis),
             "adaptive": Selector(args.folder, threads=args.threads, adaptive=True, latency_stat="p99",
                                  hysteresis=args.hysteresis)}
     ref = sels["static"]
-    budget = args.budget_ms or round(1.3 * ref.candidates[18].latency_ms[1]["p99"], 1)
+    budget = args.budget_ms or budget_ms(prof)
     res["budget_ms"] = budget
     res["frontier"] = [{"id": i, "top1": ref.candidates[i].accuracy, "p50_ms": ref.candidates[i].latency_ms[1]["p50"],
                         "p99_ms": ref.candidates[i].latency_ms[1]["p99"]} for i in ref.frontier]
@@ -183,13 +151,9 @@ def main() -> None:
     procs: list = []
     for phase in ("quiet", "load", "recovered"):
         if phase == "load":
-            procs = [mp.Process(target=_spin, args=(args.load_seconds,), daemon=True) for _ in range(args.load_procs)]
-            for p in procs:
-                p.start()
+            procs = start_load(args.load_procs, args.load_seconds)
         if phase == "recovered":
-            for p in procs:
-                p.terminate()
-                p.join()
+            stop_load(procs)
         state = machine_state()
         calls = serve(sels, x, args.calls)
         res["phases"][phase] = {"machine_start": state,
@@ -198,9 +162,7 @@ def main() -> None:
                                 "adaptive_correction": round(sels["adaptive"].correction, 3),
                                 "machine_end": machine_state()}
         print(phase, json.dumps({k: res["phases"][phase][k] for k in ("static", "adaptive", "oracle")}), flush=True)
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
+    stop_load(procs)
     res["goals"] = goals(res["phases"], sels["adaptive"])
     res["describe_adaptive"] = sels["adaptive"].describe()
     res["hook_overhead"] = hook_overhead(args.folder, args.threads)

@@ -1,6 +1,6 @@
 """Does the closed loop come back after a real load? Two busy processes on, then off; 20 runs in a row.
 
-One profile of the DeiT dozen (``benchmarks/load_shift.py``'s folder: 12 stitches, random weights,
+One profile of the DeiT dozen (``benchmarks/closed_loop_setup.py``: 12 stitches, random weights,
 published Top-1) is measured at the start; then, ``--runs`` times, a fresh adaptive Selector
 (batch 1, p99 latency budget 1.3 x the profiled p99 of stitch 18, hysteresis 0.1) serves:
 
@@ -21,17 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from closed_loop_setup import RESULTS, ROOT, budget_ms, prepare, start_load, stop_load
 
-from load_shift import ROOT, _spin, ensure_folder
-
-RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_CALLS = 20
 
 
@@ -55,13 +51,9 @@ def one_run(folder: Path, threads: int, budget: float, calls: tuple[int, int, in
     procs: list = []
     for phase, n in zip(("quiet", "load", "recovered"), calls):
         if phase == "load":
-            procs = [mp.Process(target=_spin, args=(120.0,), daemon=True) for _ in range(2)]
-            for p in procs:
-                p.start()
+            procs = start_load(2, 120.0)
         if phase == "recovered":
-            for p in procs:
-                p.terminate()
-                p.join()
+            stop_load(procs)
         ids, ms = [], []
         for _ in range(n):
             t0 = time.perf_counter()
@@ -109,19 +101,11 @@ def main() -> None:
         render(json.loads((RESULTS / "recovery_check.json").read_text()))
         return
     warnings.simplefilter("ignore")
-    from snnet_export.bench.measure import profile_from_engines
-    from snnet_export.bench.peak import matmul_peak
     from snnet_export.bench.stats import machine_state
 
-    ensure_folder(args.folder)
-    res: dict = {"folder": str(args.folder.relative_to(ROOT)) if args.folder.is_relative_to(ROOT) else str(args.folder),
-                 "threads": args.threads, "cpu_count": os.cpu_count(), "machine_before": machine_state(),
-                 "calls": [args.quiet, args.load, args.recovered], "matmul_peak": matmul_peak(args.threads)}
-    prof = profile_from_engines(args.folder, batches=(1,), threads=args.threads, runs=20, min_seconds=0.5,
-                                rounds=5, progress=False, replace=True, peak=False, time_budget=60.0)
-    p99 = {r["id"]: r["latency_ms"]["p99"] for r in prof["stitches"]}
-    res["budget_ms"] = budget = round(1.3 * p99[18], 1)
-    res["profile_load"] = prof["environment"]["load_average"]
+    res, prof = prepare(args.folder, args.threads)
+    res["calls"] = [args.quiet, args.load, args.recovered]
+    res["budget_ms"] = budget = budget_ms(prof)
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     t0 = time.perf_counter()
     res["runs"] = []

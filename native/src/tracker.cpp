@@ -11,9 +11,13 @@ namespace snnet {
 
 namespace {
 
-// _rank: nearest-rank quantile of an ascending array (level 0.5: the upper median)
-double rank(const double *ordered, int n, double level) {
-    return level == 0.5 ? ordered[n / 2] : ordered[size_t(std::ceil(level * double(n))) - 1];
+// _rank: nearest-rank quantile of an ascending array (level 0.5: the upper median); tail: never the
+// largest of two or more
+double rank(const double *ordered, int n, double level, bool tail = false) {
+    if (level == 0.5) return ordered[n / 2];
+    size_t i = size_t(std::ceil(level * double(n))) - 1;
+    if (tail && n > 1) i = std::min(i, size_t(n - 2));
+    return ordered[i];
 }
 
 }  // namespace
@@ -52,6 +56,9 @@ Answer LatencyTracker::record(size_t s, int64_t batch, double seconds) {
     if (has_last_ && last_ == s) {
         window_.push({r, u});
         run_ += 1;
+        const double f = speed_factor();
+        over_ = r > f * kStep ? over_ + 1 : 0;
+        under_ = r < f / kStep ? under_ + 1 : 0;
     } else {
         run_ = 0;
     }
@@ -59,8 +66,14 @@ Answer LatencyTracker::record(size_t s, int64_t batch, double seconds) {
     last_ = s;
     seen_[s].push(ms / double(batch));
     calls_ += 1;
-    if (calls_ % check_every_ != 0 || window_.size() == 0) return kNone;  // step 2
-    Answer answer = check();
+    const bool step = std::max(over_, under_) >= kStepCalls;  // step 2: a load step (or its end)
+    if (step) {
+        window_.keep_newest(kStepCalls);
+        over_ = under_ = 0;
+    } else if (calls_ % check_every_ != 0 || window_.size() == 0) {
+        return kNone;
+    }
+    Answer answer = check(step);
     if (answer == kNone && run_ >= min_samples_) {  // step 7
         settled_.set = true;
         settled_.stitch = last_;
@@ -71,7 +84,7 @@ Answer LatencyTracker::record(size_t s, int64_t batch, double seconds) {
     return answer;
 }
 
-Answer LatencyTracker::check() {  // steps 3-5
+Answer LatencyTracker::check(bool step) {  // steps 3-5
     int n = window_.size();
     double *R = scratch_a_.data(), *U = scratch_b_.data();
     for (int i = 0; i < n; ++i) R[i] = window_.at(i).r, U[i] = window_.at(i).u;
@@ -81,15 +94,15 @@ Answer LatencyTracker::check() {  // steps 3-5
     double g = 0.0;
     if (n >= min_samples_) {
         std::sort(U, U + n);
-        g = rank(U, n, level_), has_g = true;
+        g = rank(U, n, level_, true), has_g = true;
         has_tails_ = true;
         tails_[0] = c, tails_[1] = rank(R, n, 0.9), tails_[2] = rank(R, n, 0.99);
     }
     has_inflation_ = has_g, inflation_ = g;
     if (!corrected_) {
-        if (!has_g || (1 / kEnter <= c && c <= kEnter && g <= kTailEnter)) return kNone;
+        if (!step && (!has_g || (1 / kEnter <= c && c <= kEnter && g <= kTailEnter))) return kNone;
         corrected_ = true, streak_ = 0, credit_.set = false;
-        chosen_with_[0] = c, chosen_with_[1] = g;
+        chosen_with_[0] = c, chosen_with_[1] = latency_factor();
         return kRechoose;
     }
     if (recent_ok()) {
@@ -98,7 +111,7 @@ Answer LatencyTracker::check() {  // steps 3-5
     } else {
         streak_ = 0;
     }
-    double now[2] = {c, has_g ? g : c};
+    double now[2] = {c, latency_factor()};
     bool quiet = true;
     for (int k = 0; k < 2; ++k) quiet = quiet && std::fabs(std::log(now[k] / chosen_with_[k])) < threshold_;
     if (quiet) return kNone;
@@ -106,18 +119,16 @@ Answer LatencyTracker::check() {  // steps 3-5
     return kRechoose;
 }
 
-bool LatencyTracker::recent_ok() {
-    int k = min_samples_;
+bool LatencyTracker::recent_ok() {  // the min_samples newest (all since a step)
     int n = window_.size();
-    if (n < k) return false;
+    int k = std::min(min_samples_, n);
+    if (k < std::min(kStepCalls, min_samples_)) return false;
     double *R = scratch_a_.data(), *U = scratch_b_.data();  // check() is done with them
     for (int i = 0; i < k; ++i) R[i] = window_.at(n - k + i).r, U[i] = window_.at(n - k + i).u;
     std::sort(R, R + k);
     std::sort(U, U + k);
     double ck = rank(R, k, 0.5);
-    double gk = level_ != 0.5 && k > 1
-                    ? U[std::min(size_t(std::ceil(level_ * double(k))) - 1, size_t(k - 2))]
-                    : rank(U, k, 0.5);
+    double gk = rank(U, k, level_, true);
     if (!home_.set || (home_.speed == 1.0 && home_.latency == 1.0)) {
         double low = !home_.set ? 1 / kLeave : 0.0;
         return low <= ck && ck <= kLeave && gk <= kTailLeave;
@@ -130,7 +141,7 @@ Answer LatencyTracker::do_return() {  // step 6
     home_.set = false;
     has_return_to_ = home.set;
     return_to_ = home.stitch;
-    streak_ = 0, returned_at_ = calls_;
+    over_ = under_ = streak_ = 0, returned_at_ = calls_;
     std::fill(has_penalty_.begin(), has_penalty_.end(), 0);
     if (!home.set || (home.speed == 1.0 && home.latency == 1.0)) {
         corrected_ = false, credit_.set = false;

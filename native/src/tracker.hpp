@@ -16,6 +16,8 @@ constexpr int kDefaultCheckEvery = 3;       // DEFAULT_CHECK_EVERY
 constexpr double kDefaultMinChange = 0.03;  // DEFAULT_MIN_CHANGE
 constexpr double kEnter = 1.10, kTailEnter = 1.30, kLeave = 1.05, kTailLeave = 1.15;
 constexpr int kCalmMax = 32;  // CALM_MAX
+constexpr double kStep = 1.5;  // STEP
+constexpr int kStepCalls = 3;  // STEP_CALLS
 constexpr int kHistory = 64;
 
 enum Answer { kNone = 0, kRechoose = 1, kReturn = 2 };  // NONE < RECHOOSE < RETURN
@@ -81,7 +83,10 @@ class LatencyTracker {
     // adaptive.LatencyTracker.dwelt: the running stitch gave W samples since it was switched to
     bool dwelt() const { return run_ >= size_; }
     double speed_factor() const { return corrected_ ? correction_ : 1.0; }
-    double latency_factor() const { return !corrected_ ? 1.0 : (has_inflation_ ? inflation_ : correction_); }
+    // max(c, g): never below the median slowdown (Python's max keeps c unless g > c)
+    double latency_factor() const {
+        return !corrected_ ? 1.0 : (has_inflation_ ? (inflation_ > correction_ ? inflation_ : correction_) : correction_);
+    }
     double correction() const { return correction_; }
     bool has_inflation() const { return has_inflation_; }
     double inflation() const { return inflation_; }
@@ -95,7 +100,7 @@ class LatencyTracker {
 
   private:
     double lookup(bool stat, size_t s, int64_t batch) const;
-    Answer check();
+    Answer check(bool step);
     bool recent_ok();
     Answer do_return();
 
@@ -119,6 +124,7 @@ class LatencyTracker {
     int calm_ = 1, streak_ = 0;
     int64_t returned_at_ = -1;
     int64_t run_ = 0;
+    int over_ = 0, under_ = 0;  // consecutive samples above / below the speed factor's step band
     Triple settled_, home_, credit_;
     bool has_return_to_ = false;
     size_t return_to_ = 0;

@@ -3,105 +3,93 @@
 The profile was measured once; throttling, DVFS or other processes change the speed later.
 ``LatencyTracker`` times every call the selector serves and runs a two-state machine:
 
-* ``NOMINAL``: the device runs as profiled. Decisions use the profile as is (factors exactly 1.0),
-  so the selector serves what a fresh selector would choose for the budget.
+* ``NOMINAL``: the device runs as profiled. Decisions use the profile as is (factors exactly 1.0).
 * ``CORRECTED``: the device is measurably off its profile. Decisions use the profile times the
-  observed factors (median slowdown for throughput; the observed inflation of the budgeted latency
-  percentile, relative to each stitch's own profiled percentile, for latency budgets), with the
-  selector's hysteresis against flapping.
+  observed factors (median slowdown for throughput; for latency budgets the observed inflation of
+  the budgeted percentile, never below the median slowdown), with the selector's hysteresis.
 
-Recovery: when the selector leaves a stitch because it misses the budget, the stitch it had
-settled on before the step is the *home*, with the factors it ran at. Once the recent calls of
-whatever stitch runs now show the device back to the home's factors, the loop *returns*: the
-selector goes straight back to the home stitch (to ``NOMINAL`` and the profile's choice when the
-home ran as profiled), without needing a hysteresis margin it can never see on noise. Slow stitches
-left behind carry a *penalty* until then, and a return that does not hold doubles the wait
-before the next one, so an apparent recovery cannot make it flap.
+Recovery: a *load step* (3 consecutive calls 1.5x slower than the factor in use) is seen at once:
+older samples age out, the factors are taken from the step's calls alone, and the selector goes
+straight to the stitch predicted to fit. The stitch it had settled on before is the *home*. The end
+of the load is a step too (3 calls 1.5x faster): once the recent calls show the device back to the
+home's factors, the loop *returns* straight to the home (to ``NOMINAL`` when it ran as profiled),
+without the hysteresis margin. Stitches left behind carry a *penalty* until then; a return that does
+not hold doubles the passing checks the next one needs (``calm``), so an apparent recovery cannot flap.
 
 Algorithm (deterministic given the sequence of calls; no randomness, no clock of its own)
 ------------------------------------------------------------------------------------------
-Profile inputs per ``(stitch s, batch b)``: ``m(s,b)`` the profiled median (ms) and ``q(s,b)`` the
-profiled percentile ``stat`` (ms; ``q = m`` for ``stat="p50"`` or when not given). A batch not
-profiled uses the nearest profiled batch ``nb`` of that stitch (the smaller one on a tie), scaled
-linearly: ``m(s,b) = (m(s,nb) * b) / nb`` (same for ``q``). Doubles throughout; ``1 / enter``
-etc. are computed as written.
+Profile per ``(stitch s, batch b)``: ``m(s,b)`` the profiled median (ms), ``q(s,b)`` the profiled
+percentile ``stat`` (``q = m`` when not given). An unprofiled batch uses the nearest profiled batch
+``nb`` of that stitch (the smaller on a tie): ``m(s,b) = (m(s,nb) * b) / nb`` (same for ``q``).
+Doubles throughout, computed as written. ``P`` = 0.5 / 0.9 / 0.99 for ``stat``. ``rank(X, P)`` of
+ascending ``X`` (``n`` values): ``X[n // 2]`` for ``P = 0.5``, else ``X[ceil(P * n) - 1]``;
+``tail(X, P)``: ``rank`` for ``P = 0.5`` or ``n < 2``, else ``X[min(ceil(P * n) - 1, n - 2)]`` (never
+the largest: one stray call is no tail).
 
-State: ``window`` (the last W samples, FIFO), ``last`` (stitch of the previous call, none at
-start), ``run`` (consecutive samples of ``last``), ``calls``, ``state`` (``NOMINAL`` at start),
-``correction c`` (1.0), ``inflation g`` (none), ``calm`` (1), ``streak`` (0), ``returned_at``
-(-1), ``chosen_with`` ((1.0, 1.0)), ``penalty`` (stitch -> factor pair, empty), ``settled`` (none
-or (stitch, speed factor, latency factor)), ``home`` (none or the same triple), ``credit`` (none
-or the same triple), ``return_to`` (none), ``pending`` (``NONE``).
+State: ``window`` (last W samples, FIFO), ``last`` (none), ``run``, ``over``, ``under``, ``calls``
+(0), ``state`` (``NOMINAL``), ``c`` (1.0), ``g`` (none), ``calm`` (1), ``streak`` (0),
+``returned_at`` (-1), ``chosen_with`` ((1.0, 1.0)), ``penalty`` (stitch -> factor pair), ``settled``,
+``home``, ``credit`` (none or (stitch, speed factor, latency factor)), ``return_to`` (none),
+``pending`` (``NONE``).
 
 ``record(s, b, seconds)``, in this order:
 
 1. ``ms = seconds * 1000``; ``r = ms / m(s,b)``; ``u = ms / q(s,b)``. If ``s == last``: append
-   ``(r, u)`` to ``window`` and ``run += 1`` (the first call after a switch warms the stitch up
-   and is not a sample); else ``run = 0``. ``last = s``; ``calls += 1``.
-2. Only when ``calls % check_every == 0`` and ``window`` is not empty, go on; else return ``NONE``.
-3. ``n = len(window)``; ``R``, ``U`` = the ``r`` and ``u`` values sorted ascending.
-   ``c = R[n // 2]`` (the upper median). ``P`` = 0.5 / 0.9 / 0.99 for ``stat``. If
-   ``n >= min_samples``: ``g = U[ceil(P * n) - 1]`` (nearest rank; ``P * n`` in double; for
-   ``P = 0.5`` the upper median ``U[n // 2]``) and the diagnostic tail ratios
-   ``R[ceil(0.9 n) - 1]``, ``R[ceil(0.99 n) - 1]``; else ``g`` = none.
-4. ``NOMINAL``: if ``g`` is none, or ``1 / enter <= c <= enter`` and ``g <= tail_enter``: the
-   answer is ``NONE``. Else ``state = CORRECTED``, ``streak = 0``, ``credit`` = none,
-   ``chosen_with = (c, g)``; the answer is ``RECHOOSE``.
-5. ``CORRECTED``: the leave check uses the ``k = min_samples`` newest samples only (old ones age
-   out): ``ck = Rk[k // 2]``; ``gk = Uk[min(ceil(P * k) - 1, k - 2)]`` for ``P > 0.5`` and
-   ``k > 1`` (the largest of the ``k`` is ignored: one stray slow call in ten does not prove the
-   load goes on), ``Uk[k // 2]`` for ``P = 0.5`` (``Rk``, ``Uk`` sorted). With
-   ``n >= k`` it passes when, if ``home`` is none: ``1 / leave <= ck <= leave`` and
-   ``gk <= tail_leave``; if ``home`` ran as profiled (factors exactly 1.0): ``ck <= leave`` and
-   ``gk <= tail_leave``; else ``ck <= home.speed * leave`` and ``gk <= home.latency * tail_leave``.
-   Passing: ``streak += 1``, else ``streak = 0``. When ``streak >= calm``: RETURN (6). Else with
-   ``now = (c, g or c)``: if for some component ``|ln(now / chosen_with)| >= ln(1 + min_change)``,
-   ``chosen_with = now`` and the answer is ``RECHOOSE``; else ``NONE``.
-6. RETURN: ``return_to`` = home's stitch (none without a home); ``home`` = none; ``streak = 0``;
-   ``returned_at = calls``; ``penalty`` cleared. If there was no home or it ran as profiled:
+   ``(r, u)`` to ``window``, ``run += 1``, and with ``f`` = the speed factor now: ``over += 1`` if
+   ``r > f * STEP`` else ``over = 0``; ``under += 1`` if ``r < f / STEP`` else ``under = 0``. Else
+   ``run = 0`` (the first call after a switch warms the stitch up: not a sample). ``last = s``;
+   ``calls += 1``.
+2. *Step* when ``over >= STEP_CALLS`` or ``under >= STEP_CALLS``: ``window`` keeps its
+   ``STEP_CALLS`` newest samples, ``over = under = 0``, go on. Else go on only when
+   ``calls % check_every == 0`` and ``window`` is not empty; else return ``NONE``.
+3. ``n = len(window)``; ``R``, ``U`` = the ``r``, ``u`` values ascending. ``c = rank(R, 0.5)``.
+   If ``n >= min_samples``: ``g = tail(U, P)`` and the diagnostic tails ``rank(R, 0.9)``,
+   ``rank(R, 0.99)``; else ``g`` = none.
+4. ``NOMINAL``: unless a step, if ``g`` is none or ``1 / enter <= c <= enter`` and
+   ``g <= tail_enter``: ``NONE``. Else ``state = CORRECTED``, ``streak = 0``, ``credit`` = none,
+   ``chosen_with`` = (speed, latency factor) (see Factors); ``RECHOOSE``.
+5. ``CORRECTED``: the leave check on the ``k = min(min_samples, n)`` newest samples (after a step:
+   only those since), failing when ``k < min(STEP_CALLS, min_samples)``: ``ck = rank(Rk, 0.5)``,
+   ``gk = tail(Uk, P)``. If ``home`` is none: ``1 / leave <= ck <= leave`` and ``gk <= tail_leave``;
+   if ``home`` ran as profiled (factors exactly 1.0): ``ck <= leave`` and ``gk <= tail_leave``; else
+   ``ck <= home.speed * leave`` and ``gk <= home.latency * tail_leave``. Passing: ``streak += 1``,
+   else ``streak = 0``. When ``streak >= calm``: RETURN (6). Else with ``now`` = (speed, latency
+   factor): if for a component ``|ln(now / chosen_with)| >= ln(1 + min_change)``, ``chosen_with =
+   now``, ``RECHOOSE``; else ``NONE``.
+6. RETURN: ``return_to`` = home's stitch (none without a home); ``home`` = none; ``over = under =
+   streak = 0``; ``returned_at = calls``; ``penalty`` cleared. No home or it ran as profiled:
    ``state = NOMINAL``, ``credit`` = none, ``window`` cleared, ``c = 1.0``, ``g`` and tails none,
-   ``chosen_with = (1.0, 1.0)``. Else (still ``CORRECTED``): ``window`` keeps only its ``k``
-   newest samples, ``credit = home``, ``chosen_with`` = home's factors. The answer is ``RETURN``.
-7. If the answer is ``NONE`` and ``run >= min_samples``: ``settled = (last, speed factor,
-   latency factor)`` (the factors in use now, see below). If the answer ranks above ``pending``
-   (``NONE`` < ``RECHOOSE`` < ``RETURN``), ``pending`` = answer. Return the answer.
+   ``chosen_with = (1.0, 1.0)``. Else (still ``CORRECTED``): ``window`` keeps its ``min_samples``
+   newest, ``credit = home``, ``chosen_with`` = home's factors. ``RETURN``.
+7. If the answer is ``NONE`` and ``run >= min_samples``: ``settled = (last, speed factor, latency
+   factor)``. If the answer ranks above ``pending`` (``NONE`` < ``RECHOOSE`` < ``RETURN``), ``pending``
+   = answer. Return the answer.
 
-``penalise(s)`` (the selector calls it when, acting on a request, it finds the running stitch
-``s`` missing the budget; only in ``CORRECTED``): ``penalty[s]`` = the current (speed factor,
-latency factor); ``credit`` = none if it is for ``s``; ``calm = min(2 calm, calm_max)`` if
-``returned_at >= 0`` and ``calls - returned_at <= 2 W`` (a return that did not hold), else
-``calm = 1``; if ``home`` is none and ``settled`` is for ``s``: ``home = settled``.
-``clear_home()`` (a new budget): ``home``, ``settled``, ``credit`` = none. ``take_request()``:
-returns ``pending`` and sets it to ``NONE`` (a request made while another thread was switching is
-taken by a later call, never lost).
+``penalise(s)`` (the selector, acting on a request, finds the running ``s`` missing the budget; only
+in ``CORRECTED``): ``penalty[s]`` = the current factors; ``credit`` = none if it is for ``s``;
+``calm = min(2 calm, calm_max)`` if ``returned_at >= 0`` and ``calls - returned_at <= 2 W`` (a
+return that did not hold), else ``calm = 1``; if ``home`` is none and ``settled`` is for ``s``:
+``home = settled``. ``clear_home()`` (a new budget): ``home``, ``settled``, ``credit`` = none.
+``take_request()``: returns ``pending``, sets it to ``NONE``.
 
-Factors: speed factor = 1.0 in ``NOMINAL``, else ``c``; latency factor = 1.0 in ``NOMINAL``,
-else ``g`` (``c`` while ``g`` is none). Per stitch, ``factors(s)``: in ``NOMINAL`` those; in
-``CORRECTED``, if ``credit`` is for ``s`` and speed <= credit.speed * leave and latency <=
-credit.latency * tail_leave: the credit's factors (the home stitch is predicted as when it ran
-before the step); else if ``s`` has a penalty: componentwise ``max`` of the factors and the
-penalty; else the factors. Predicted throughput = profiled / speed factor; predicted latency
-percentile = profiled percentile x latency factor. The selector, acting on ``RETURN``, activates
-``return_to`` when it is on the frontier, else chooses with up-switch margin 1.0.
+Factors: in ``NOMINAL`` speed = latency = 1.0; in ``CORRECTED`` speed = ``c``, latency =
+``max(c, g)`` (``c`` while ``g`` is none). Per stitch, ``factors(s)``: in ``CORRECTED``, if
+``credit`` is for ``s`` and speed <= credit.speed * leave and latency <= credit.latency *
+tail_leave: the credit's (the home as it ran before the step); else with a penalty for ``s``:
+componentwise ``max`` with it; else the factors. Predicted throughput = profiled / speed; predicted
+percentile = profiled percentile x latency. On ``RETURN`` the selector activates ``return_to`` when
+it is on the frontier, else chooses with up-switch margin 1.0.
 
-Selector.choose (``max`` keeps the first of equals in frontier order, slowest first): ``fits`` =
-frontier stitches meeting the budget at margin 1.0; none: the fastest (predicted). ``best`` = the
-most accurate of ``fits``. If the running stitch misses at 1.0 (or is off the frontier): in
-``CORRECTED`` the most accurate stitch meeting margin ``1 + hysteresis`` if any, else ``best``. If
-``best`` is not more accurate than the running one: ``best``. Else an up-switch: to the most
-accurate of ``fits`` that is more accurate than the running one and meets margin ``1 + hysteresis``
-(margin 1.0 when acting on a ``RETURN``), else stay. In
-``CORRECTED`` it switches *up* (to a more accurate stitch, not on a return) only once the running
-stitch has ``run >= W`` (``dwelt``): the factors then come from that stitch alone, so a load that
-fluctuates does not walk the choice up and down.
+Selector.choose: its docstring (in ``CORRECTED`` it goes straight to the stitch predicted to fit).
 
 Defaults: W = 20, ``check_every`` 3, ``min_samples`` 10, ``enter`` 1.10, ``leave`` 1.05,
-``tail_enter`` 1.30, ``tail_leave`` 1.15, ``min_change`` 0.03, ``calm_max`` 32. A load step is
-followed after about ``W / 2`` calls (one or two calls for a tail budget); the return after about
-``min_samples + check_every`` calls of the recovered device.
+``tail_enter`` 1.30, ``tail_leave`` 1.15, ``min_change`` 0.03, ``calm_max`` 32, ``STEP`` 1.5,
+``STEP_CALLS`` 3. A load step of 1.5x or more is followed at its third sample, its end likewise;
+smaller changes after about ``W / 2`` calls (fewer for a tail budget), the return after about
+``min_samples + check_every`` calls.
 
-Memory: one W-long deque, one ``history``-long deque and at most one penalty per stitch. ``record``
-costs a lock, a few appends and, every ``check_every`` calls, a few sorts of W floats. Stdlib only.
+Memory: a W-long deque, a ``history``-long deque and at most one penalty per stitch. ``record``: a
+lock, a few appends and, every ``check_every`` calls or at a step, a few sorts of W floats.
 """
 from __future__ import annotations
 
@@ -124,6 +112,8 @@ ENTER, TAIL_ENTER = 1.10, 1.30
 LEAVE, TAIL_LEAVE = 1.05, 1.15
 #: the most consecutive passing leave checks a return can need after returns that did not hold
 CALM_MAX = 32
+#: a load step: STEP_CALLS consecutive samples above (below) the speed factor times (over) STEP
+STEP, STEP_CALLS = 1.5, 3
 
 NOMINAL, CORRECTED = "nominal", "corrected"
 #: ``record``'s answers: nothing to do, re-choose with the new factors, back to the profile's choice
@@ -131,10 +121,12 @@ NONE, RECHOOSE, RETURN = 0, 1, 2
 _LEVEL = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 
 
-def _rank(ordered: list[float], level: float) -> float:
-    """Nearest-rank quantile of an ascending list (``level`` 0.5 gives the upper median)."""
+def _rank(ordered: list[float], level: float, tail: bool = False) -> float:
+    """Nearest-rank quantile of an ascending list (0.5: the upper median); ``tail``: never the largest of 2+."""
     n = len(ordered)
-    return ordered[n // 2] if level == 0.5 else ordered[math.ceil(level * n) - 1]
+    if level == 0.5:
+        return ordered[n // 2]
+    return ordered[min(math.ceil(level * n) - 1, n - 2) if tail and n > 1 else math.ceil(level * n) - 1]
 
 
 class LatencyTracker:
@@ -170,8 +162,7 @@ class LatencyTracker:
         self._threshold = math.log1p(min_change)
         self._min_samples = min(min_samples, window)
         self._enter, self._leave, self._tail_enter, self._tail_leave = bands
-        self._lock = threading.Lock()
-        self._calls = 0
+        self._lock, self._calls = threading.Lock(), 0
         self._penalty: dict[int, tuple[float, float]] = {}
         self._fresh()
 
@@ -185,6 +176,7 @@ class LatencyTracker:
         self._tails: dict[str, float] | None = None  # replaced whole, never mutated: safe to read
         self._last: int | None = None
         self._calm, self._streak, self._returned_at, self._run = 1, 0, -1, 0  # run: samples of the running stitch
+        self._over = self._under = 0  # consecutive samples above / below the speed factor's step band
         self._settled: tuple[int, float, float] | None = None  # (stitch, factors) at the last quiet check
         self.home: tuple[int, float, float] | None = None  # where a return goes: (stitch, speed, latency factor)
         self.return_to: int | None = None  # the stitch of the last RETURN (None: the profile's choice)
@@ -232,8 +224,8 @@ class LatencyTracker:
         """Predicted / profiled latency at ``stat``: 1.0 in ``NOMINAL``, the observed inflation otherwise."""
         if self.state != CORRECTED:
             return 1.0
-        g = self.inflation
-        return self.correction if g is None else g
+        g, c = self.inflation, self.correction
+        return c if g is None else max(c, g)  # never below the median slowdown
 
     def factors(self, stitch: int) -> tuple[float, float]:
         """``(speed, latency)`` factors for predicting ``stitch``: the global ones, or the stitch's
@@ -271,8 +263,7 @@ class LatencyTracker:
 
     def tail(self, stat: str) -> float | None:
         """Current ratio to the profiled median at percentile ``stat``, ``None`` until enough samples."""
-        tails = self._tails
-        return None if tails is None else tails.get(stat)
+        return None if (tails := self._tails) is None else tails.get(stat)
 
     # ---- the loop ----
     def record(self, stitch: int, batch: int, seconds: float) -> int:
@@ -282,7 +273,8 @@ class LatencyTracker:
         with self._lock:
             if stitch == self._last:  # the first call after a switch warms the stitch up: not a sample
                 self._window.append((r, u))
-                self._run += 1
+                self._run, f = self._run + 1, self.speed_factor
+                self._over, self._under = (self._over + 1) * (r > f * STEP), (self._under + 1) * (r < f / STEP)
             else:
                 self._run = 0
             self._last = stitch
@@ -291,30 +283,40 @@ class LatencyTracker:
                 seen = self._seen[stitch] = deque(maxlen=self._history)
             seen.append(ms / batch)
             self._calls += 1
-            if self._calls % self._check_every or not self._window:
+            step = max(self._over, self._under) >= STEP_CALLS
+            if step:  # a load step (or its end): only the samples since it count
+                self._keep(STEP_CALLS)
+                self._over = self._under = 0
+            elif self._calls % self._check_every or not self._window:
                 return NONE
-            answer = self._check()
+            answer = self._check(step)
             if answer == NONE and self._run >= self._min_samples and self._last is not None:
                 self._settled = (self._last, self.speed_factor, self.latency_factor)
             if answer > self.pending:
                 self.pending = answer
             return answer
 
-    def _check(self) -> int:
+    def _keep(self, k: int) -> None:
+        """Keep only the ``k`` newest samples of the window (older ones age out)."""
+        recent = list(self._window)[-k:]
+        self._window.clear()
+        self._window.extend(recent)
+
+    def _check(self, step: bool = False) -> int:
         """Steps 3-5 of the algorithm (the caller holds the lock)."""
         n = len(self._window)
         ratios = sorted(p[0] for p in self._window)
         c = self.correction = _rank(ratios, 0.5)
         g = None
         if n >= self._min_samples:
-            g = _rank(sorted(p[1] for p in self._window), self._level)
+            g = _rank(sorted(p[1] for p in self._window), self._level, True)
             self._tails = {"p50": c, "p90": _rank(ratios, 0.9), "p99": _rank(ratios, 0.99)}
         self.inflation = g
         if self.state == NOMINAL:
-            if g is None or (1 / self._enter <= c <= self._enter and g <= self._tail_enter):
+            if not step and (g is None or (1 / self._enter <= c <= self._enter and g <= self._tail_enter)):
                 return NONE  # too few samples (g is None until min_samples), or within the band
             self.state, self._streak, self._credit = CORRECTED, 0, None
-            self._chosen_with = (c, g)
+            self._chosen_with = (c, self.latency_factor)
             return RECHOOSE
         if self._recent_ok():
             self._streak += 1
@@ -322,21 +324,20 @@ class LatencyTracker:
                 return self._return()
         else:
             self._streak = 0
-        now = (c, c if g is None else g)
+        now = (c, self.latency_factor)
         if all(abs(math.log(a / b)) < self._threshold for a, b in zip(now, self._chosen_with)):
             return NONE
         self._chosen_with = now
         return RECHOOSE
 
     def _recent_ok(self) -> bool:
-        """The leave check on the ``min_samples`` newest samples, against the home's factors."""
-        k = self._min_samples
-        if len(self._window) < k:
+        """The leave check on the ``min_samples`` newest samples (all since a step), against the home's factors."""
+        k = min(self._min_samples, len(self._window))
+        if k < min(STEP_CALLS, self._min_samples):
             return False
         recent = list(self._window)[-k:]
         ck = _rank(sorted(p[0] for p in recent), 0.5)
-        u = sorted(p[1] for p in recent)
-        gk = u[min(math.ceil(self._level * k) - 1, k - 2)] if self._level != 0.5 and k > 1 else _rank(u, 0.5)
+        gk = _rank(sorted(p[1] for p in recent), self._level, True)
         home = self.home
         if home is None or home[1] == 1.0 and home[2] == 1.0:  # the profile: back within its band
             low = 1 / self._leave if home is None else 0.0
@@ -345,6 +346,7 @@ class LatencyTracker:
 
     def _return(self) -> int:
         home, self.home = self.home, None
+        self._over = self._under = 0
         self.return_to = None if home is None else home[0]
         self._streak, self._returned_at = 0, self._calls
         self._penalty.clear()
@@ -353,9 +355,7 @@ class LatencyTracker:
             self._window.clear()
             self.correction, self.inflation, self._tails, self._chosen_with = 1.0, None, None, (1.0, 1.0)
         else:  # back to how the device was when home ran: stay CORRECTED; older samples age out
-            recent = list(self._window)[-self._min_samples:]
-            self._window.clear()
-            self._window.extend(recent)
+            self._keep(self._min_samples)
             self._credit, self._chosen_with = home, (home[1], home[2])
         return RETURN
 

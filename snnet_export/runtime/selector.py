@@ -263,7 +263,17 @@ class Selector:
         return True
 
     def choose(self, returning: bool = False) -> int:
-        """The stitch the budget calls for (margins and the closed loop's rules: :mod:`.adaptive`, "Factors")."""
+        """The stitch the budget calls for, with the closed loop's factors (:mod:`.adaptive`, "Factors").
+
+        ``max`` keeps the first of equals in frontier order, slowest first. ``fits`` = frontier stitches
+        meeting the budget at margin 1.0; none: the fastest (predicted). ``best`` = the most accurate of
+        ``fits``. If the running stitch misses at 1.0 (or is off the frontier): in ``CORRECTED`` the most
+        accurate stitch meeting margin ``1 + hysteresis`` if any (straight to the stitch predicted to fit),
+        else ``best``. If ``best`` is not more accurate than the running one: ``best``. Else an up-switch:
+        in ``CORRECTED`` (not on a return) only once the running stitch has ``run >= W`` (``dwelt``); to
+        the most accurate of ``fits`` more accurate than the running one that meets margin
+        ``1 + hysteresis`` (1.0 on a ``RETURN``), else stay.
+        """
         front = [self.candidates[i] for i in self.frontier]
         fits = [c for c in front if self._meets(c, 1.0)]
         if not fits:
