@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from snnet_export.bench import measure
+from snnet_export.bench import timing
 from snnet_export.bench.sampling import sample_until_resolved
 from snnet_export.bench.ties import half_width, judge, relation
 
@@ -69,7 +69,7 @@ def synthetic(monkeypatch):
             calls["runs"] += runs
         return out
 
-    monkeypatch.setattr(measure, "time_interleaved", fake)
+    monkeypatch.setattr(timing, "time_interleaved", fake)
     return calls
 
 

@@ -14,6 +14,7 @@
    or for a stitch-batch when it reaches ``max_runs`` runs. This is the calibrate-and-repeat idea
    of pyperf and criterion, with the CI of the median as the stopping statistic.
 
+Timing goes through :mod:`.timing`, looked up at call time (tests replace ``timing.time_interleaved``).
 Imports NumPy only (and the runners it is given).
 """
 from __future__ import annotations
@@ -26,12 +27,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from . import timing as _timing  # looked up at call time (tests replace bench.timing.time_interleaved)
 from .stats import median_ci
 from .ties import DEFAULT_TARGET, annotate, judge
-
-#: :mod:`.measure`, handed in by it before each call (it imports this module, not the other way round);
-#: ``time_interleaved`` and ``latency_stats`` are looked up on it at call time (tests replace them)
-_measure: Any = None
 
 log = logging.getLogger(__name__)
 Runner = Callable[[np.ndarray], Any]
@@ -62,7 +60,7 @@ def sample_until_resolved(backend: str, runners: Mapping[int, Runner], manifest:
     if target is not None:
         summary.update(_until_resolved(backend, runners, manifest, batches, lat, flops, timing,
                                        (target, budget, max_runs), t0))
-    records = [{"id": i, **_measure.latency_stats(lat[i, b], b)} for i in runners for b in batches]
+    records = [{"id": i, **_timing.latency_stats(lat[i, b], b)} for i in runners for b in batches]
     for r in records:
         r["latency_ms"]["p50_ci"] = list(r["latency_ms"]["ci95"])
     annotate(records, flops, target if target is not None else DEFAULT_TARGET)
@@ -91,14 +89,14 @@ def _first_pass(backend: str, runners: Mapping[int, Runner], manifest: Mapping[s
                 fns: dict[str, Callable[[], Any]] = {backend: partial(runners[cfg_id], x)}
                 if torch_run is not None:
                     fns["torch"] = partial(torch_runs[cfg_id], x)
-                got = _measure.time_interleaved(fns, warmup if r == 0 else min(1, warmup), per_round,
+                got = _timing.time_interleaved(fns, warmup if r == 0 else min(1, warmup), per_round,
                                                 min_seconds / rounds)
                 for name, values in got.items():
                     lat.setdefault((name, cfg_id, batch), []).extend(values)
             bar.update(1)
         bar.set_postfix_str(f"round {r + 1}/{rounds}")
     bar.close()
-    base = [{"id": i, **_measure.latency_stats(lat["torch", i, b], b)} for i in ids for b in batches] \
+    base = [{"id": i, **_timing.latency_stats(lat["torch", i, b], b)} for i in ids for b in batches] \
         if torch_runs else []
     return {(i, b): lat[backend, i, b] for i in ids for b in batches}, base
 
@@ -155,7 +153,7 @@ def _until_resolved(backend: str, runners: Mapping[int, Runner], manifest: Mappi
         for cfg_id, batch in todo[shift:] + todo[:shift]:
             if budget is not None and time.perf_counter() - t0 >= budget:
                 break
-            got = _measure.time_interleaved({backend: partial(runners[cfg_id], inputs[batch])},
+            got = _timing.time_interleaved({backend: partial(runners[cfg_id], inputs[batch])},
                                             min(1, warmup), per_round, 0.0)
             lat[cfg_id, batch].extend(got[backend])
         extra += 1
