@@ -36,7 +36,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=8, help="timed runs per mode at batch 16 (batch 1: 5x)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    from snnet_export.bench.measure import ort_options, time_interleaved
+    from snnet_export.bench.measure import ort_options
+    from snnet_export.bench.timing import time_interleaved
     from snnet_export.bench.peak import K, N, TOKENS, _ort_matmul, achieved, matmul_peak
     from snnet_export.bench.stats import machine_state, median_ci
     from snnet_export.engine_folder.manifest import config_entry, load_manifest

@@ -89,13 +89,13 @@ def torch_fp16(folder: Path, ids: list[int], x: np.ndarray) -> tuple[dict[int, C
 
 
 def stats(seconds: list[float], batch: int) -> dict[str, Any]:
-    from snnet_export.bench.measure import latency_stats
+    from snnet_export.bench.timing import latency_stats
 
     return latency_stats(seconds, batch)
 
 
 def bench(fns: dict[str, Callable[[], Any]]) -> dict[str, list[float]]:
-    from snnet_export.bench.measure import time_interleaved
+    from snnet_export.bench.timing import time_interleaved
 
     return time_interleaved(fns, warmup=10, runs=50, min_seconds=1.0)
 

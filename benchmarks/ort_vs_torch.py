@@ -32,8 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from snnet_export.bench.measure import (ORT_MODES, default_threads, environment, latency_stats, ort_settings,  # noqa: E402
-                                time_interleaved, torch_baseline)
+from snnet_export.bench.measure import ORT_MODES, default_threads, environment, ort_settings, torch_baseline  # noqa: E402
+from snnet_export.bench.timing import latency_stats, time_interleaved  # noqa: E402
 from snnet_export.fileio import write_bytes_atomic, write_json_atomic  # noqa: E402
 
 MODES = ("shared", "fused", "fast")

@@ -31,7 +31,7 @@ class DemoSettings:
     bench_seconds: float = 0.1  # per stitch and batch: 142 stitch profiles must fit the demo's budget
     bench_rounds: int = 5  # interleaved rounds over all stitches (see bench.measure)
     bench_ci_target: float = 0.02  # then sample until each is within +-2 % or resolved (bench.sampling)
-    bench_time_budget: float = 60.0  # seconds of measuring per folder at most
+    bench_time_budget: float = 90.0  # seconds of measuring per folder at most (2 folders: ~3.5 min of bench)
 
     @classmethod
     def fast(cls) -> "DemoSettings":

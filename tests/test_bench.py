@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snnet_export.bench.measure import (BenchError, latency_stats, parse_batches, profile_from_engines,
-                                time_interleaved)
+from snnet_export.bench.measure import BenchError, parse_batches, profile_from_engines
+from snnet_export.bench.timing import latency_stats, time_interleaved
 from snnet_export.deps import is_tensorrt_available
 from snnet_export.errors import ConfigError, MissingDependencyError, SNNetExportError
 from snnet_export.engine_folder.profile import PROFILE_SCHEMA, device_name, find_profile, pareto_front, profile_path
@@ -277,11 +277,11 @@ def test_incompatible_rebench_is_refused_with_the_reason(folder_copy, kwargs, re
     assert "sessions" not in fresh
 
 
-def test_noisy_profile_warns_and_marks_unrankable(folder_copy, caplog):
+def test_noisy_profile_warns_and_marks_unrankable(folder_copy, caplog, monkeypatch):
     import logging
-    from snnet_export.bench import measure
+    from snnet_export.bench import timing
 
-    real = measure.time_interleaved
+    real = timing.time_interleaved
 
     seen: dict[int, int] = {}  # timed runs so far per stitch runner, across calls (a round may time just one)
 
@@ -294,13 +294,10 @@ def test_noisy_profile_warns_and_marks_unrankable(folder_copy, caplog):
             seen[key] = seen.get(key, 0) + len(vals)
         return slowed
 
-    measure.time_interleaved = noisy
-    try:
-        with caplog.at_level(logging.WARNING):
-            prof = profile_from_engines(folder_copy, batches=1, configs="0,1", threads=1, peak=False,
-                                        write=False, ci_target=None, **FAST)  # first pass only: stays noisy
-    finally:
-        measure.time_interleaved = real
+    monkeypatch.setattr(timing, "time_interleaved", noisy)  # what bench.sampling calls
+    with caplog.at_level(logging.WARNING):
+        prof = profile_from_engines(folder_copy, batches=1, configs="0,1", threads=1, peak=False,
+                                    write=False, ci_target=None, **FAST)  # first pass only: stays noisy
     q = prof["quality"]["batches"]["1"]
     assert q["rankable"] is False and q["noisy"] == [0, 1]  # 5 runs of 1x,3x,1x,3x,1x: CI the whole range
     assert "wider than 10%" in caplog.text or "ranking is not resolved" in caplog.text  # either unresolved warning

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from snnet_export.bench import measure
+from snnet_export.bench import timing
 from snnet_export.bench.sampling import sample_until_resolved
 from snnet_export.bench.ties import half_width, judge, relation
 
@@ -69,7 +69,7 @@ def synthetic(monkeypatch):
             calls["runs"] += runs
         return out
 
-    monkeypatch.setattr(measure, "time_interleaved", fake)
+    monkeypatch.setattr(timing, "time_interleaved", fake)
     return calls
 
 
@@ -108,3 +108,16 @@ def test_max_runs_caps_a_stitch_that_cannot_settle(synthetic):
     recs, _, summary = sample_until_resolved("ort", runners, _manifest(runners), [1], None, (0, 4, 0.0, 2), False,
                                              (0.001, None, 60))
     assert summary["stopped"] == "max runs" and all(r["runs"] <= 60 + 2 for r in recs)
+
+
+def test_visit_runs_asks_for_what_the_ci_still_needs():
+    from snnet_export.bench.sampling import visit_runs
+
+    # half-width 6 %, goal the tie width 4 %: 20 * 1.5^2 = 45 runs in all, 25 more
+    assert visit_runs(20, 1.0, [0.94, 1.06], 0.02, 2, 1000) == 20  # ... but at most doubling
+    assert visit_runs(40, 1.0, [0.95, 1.05], 0.02, 2, 1000) == 23  # half-width 5 %: 40 * 1.25^2 = 62.5 in all
+    # half-width 3 %: under the tie width, so the goal is the target 2 %: 40 * 2.25 - 40 = 50, capped at 40
+    assert visit_runs(40, 1.0, [0.97, 1.03], 0.02, 2, 1000) == 40
+    assert visit_runs(100, 1.0, [0.99, 1.01], 0.02, 3, 1000) == 3  # within the target: per_round
+    assert visit_runs(40, 100.0, [94.0, 106.0], 0.02, 2, 1000) == 2  # 0.25 s of 100-ms runs: per_round
+    assert visit_runs(40, 1.0, [0.94, 1.06], 0.02, 2, 45) == 5  # never beyond max_runs

@@ -78,3 +78,25 @@ def test_side_file_falls_back_to_the_temp_dir_and_reports_when_nothing_can_be_ke
     _fail_profile_writes(monkeypatch, folder, errno.EACCES, also=(here, tmp))
     with pytest.raises(BenchError, match="could not be kept either"):
         profile_from_engines(folder, batches=1, configs="2", **FAST)
+
+
+def test_two_failed_writes_in_a_row_keep_both_runs(folder, monkeypatch):
+    """The second failed run keeps its own measurement and the first's: the side file is cumulative."""
+    from snnet_export.errors import BenchError
+
+    path = profile_path(folder, device_name("ort"), "ort")
+    before = path.read_bytes()
+    side = side_paths(path)[0]
+    _fail_profile_writes(monkeypatch, folder)
+    with pytest.raises(BenchError, match="previous profile is intact"):
+        profile_from_engines(folder, batches=1, configs="2", **FAST)
+    first = read_profile(side)["stitches"]
+    with pytest.raises(BenchError, match="previous profile is intact"):
+        profile_from_engines(folder, batches=1, configs="0", **FAST)
+    kept = read_profile(side)["stitches"]
+    assert path.read_bytes() == before and sorted(r["id"] for r in kept) == [0, 2]
+    assert next(r for r in kept if r["id"] == 2)["latency_ms"] == first[0]["latency_ms"]
+    monkeypatch.undo()
+    merged = profile_from_engines(folder, batches=1, configs="1", **FAST)
+    assert sorted(r["id"] for r in merged["stitches"]) == [0, 1, 2] and not side.exists()
+    assert {r["id"]: r["latency_ms"] for r in merged["stitches"]}[0] == next(r for r in kept if r["id"] == 0)["latency_ms"]

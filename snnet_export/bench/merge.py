@@ -143,13 +143,14 @@ def finish_profile(folder: Path, profile: dict[str, Any], write: bool, replace: 
     from .unsaved import take_unsaved
 
     path = profile_path(folder, profile["device"], profile["backend"])
-    fresh = dict(profile)
+    pending = dict(profile)  # what a failed write keeps aside: this run, over earlier unsaved runs
     old = find_profile(folder, profile["backend"], profile["device"]) if write and not replace else None
     sides = take_unsaved(path) if write else []
     for side, unsaved in sides:  # older than this run's measurement, newer than the profile's
         if incompatibility(unsaved, profile) is None:
             name = old["_file"] if old is not None else side.name
             old = dict(merge_profiles(old, unsaved) if old is not None else unsaved, _file=name)
+            pending = merge_profiles(unsaved, pending)
             log.info("merging the measurement an earlier run could not write (%s)", side)
     if old is not None:
         profile = merge_profiles(old, profile, where=str(folder / old["_file"]))
@@ -162,20 +163,26 @@ def finish_profile(folder: Path, profile: dict[str, Any], write: bool, replace: 
     for line in quality_warnings(profile["quality"]):
         log.warning(line)
     if write:
-        _write(path, profile, fresh, [s for s, _ in sides])
+        _write(path, profile, pending, [s for s, _ in sides])
     return profile
 
 
-def _write(path: Path, profile: dict[str, Any], fresh: dict[str, Any], sides: list[Path]) -> None:
-    """Write the profile atomically; on failure keep ``fresh`` (this run's measurement) aside and say so."""
+def _write(path: Path, profile: dict[str, Any], pending: dict[str, Any], sides: list[Path]) -> None:
+    """Write the profile atomically; on failure keep ``pending`` aside and say so.
+
+    ``pending`` is this run's measurement merged over the earlier unsaved ones it read from ``sides``,
+    so a second failed write in a row loses neither run; the side files it replaces are removed.
+    """
     from .. import fileio
     from .unsaved import drop_unsaved, keep_unsaved
 
     try:
         fileio.write_json_atomic(path, profile)
     except OSError as exc:
-        fresh.pop("_file", None)
-        side, why = keep_unsaved(path, fresh)
+        pending.pop("_file", None)
+        side, why = keep_unsaved(path, pending)
+        if side is not None:
+            drop_unsaved([s for s in sides if s != side])
         kept = (f"this run's measurement is kept in {side} and the next bench of this folder merges it"
                 if side else f"this run's measurement could not be kept either ({why})")
         raise BenchError(f"could not write {path} ({exc.strerror or exc}); the previous profile is intact; "

@@ -9,11 +9,13 @@
 2. **Until resolved**: while some stitch-batch is not *settled* (:mod:`.ties`: its 95 % CI
    half-width of the median is above ``target``, and some FLOPs neighbour is neither separated
    from it nor tied with it), another round visits every unsettled one, in a rotated order, for
-   ``ceil(runs / rounds)`` more timed runs each (one untimed run first). It stops when every one
-   is settled, when ``time_budget`` seconds (counted from the start of the first pass) are spent,
-   or for a stitch-batch when it reaches ``max_runs`` runs. This is the calibrate-and-repeat idea
+   the runs its CI still needs (:func:`visit_runs`: about ``n * (h / goal) ** 2`` in all, at least
+   ``ceil(runs / rounds)``, at most doubling, at most :data:`VISIT_SECONDS`; one untimed run
+   first). It stops when every one is settled, when ``time_budget`` seconds (counted from the
+   start of the first pass) are spent, or for a stitch-batch when it reaches ``max_runs`` runs. This is the calibrate-and-repeat idea
    of pyperf and criterion, with the CI of the median as the stopping statistic.
 
+Timing goes through :mod:`.timing`, looked up at call time (tests replace ``timing.time_interleaved``).
 Imports NumPy only (and the runners it is given).
 """
 from __future__ import annotations
@@ -26,14 +28,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from . import timing as _timing  # looked up at call time (tests replace bench.timing.time_interleaved)
 from .stats import median_ci
-from .ties import DEFAULT_TARGET, annotate, judge
-
-#: :mod:`.measure`, handed in by it before each call (it imports this module, not the other way round);
-#: ``time_interleaved`` and ``latency_stats`` are looked up on it at call time (tests replace them)
-_measure: Any = None
+from .ties import DEFAULT_TARGET, annotate, half_width, judge
 
 log = logging.getLogger(__name__)
+#: timed work one phase-2 visit of a stitch-batch may take at most (seconds)
+VISIT_SECONDS = 0.25
 Runner = Callable[[np.ndarray], Any]
 
 
@@ -62,7 +63,7 @@ def sample_until_resolved(backend: str, runners: Mapping[int, Runner], manifest:
     if target is not None:
         summary.update(_until_resolved(backend, runners, manifest, batches, lat, flops, timing,
                                        (target, budget, max_runs), t0))
-    records = [{"id": i, **_measure.latency_stats(lat[i, b], b)} for i in runners for b in batches]
+    records = [{"id": i, **_timing.latency_stats(lat[i, b], b)} for i in runners for b in batches]
     for r in records:
         r["latency_ms"]["p50_ci"] = list(r["latency_ms"]["ci95"])
     annotate(records, flops, target if target is not None else DEFAULT_TARGET)
@@ -91,14 +92,14 @@ def _first_pass(backend: str, runners: Mapping[int, Runner], manifest: Mapping[s
                 fns: dict[str, Callable[[], Any]] = {backend: partial(runners[cfg_id], x)}
                 if torch_run is not None:
                     fns["torch"] = partial(torch_runs[cfg_id], x)
-                got = _measure.time_interleaved(fns, warmup if r == 0 else min(1, warmup), per_round,
+                got = _timing.time_interleaved(fns, warmup if r == 0 else min(1, warmup), per_round,
                                                 min_seconds / rounds)
                 for name, values in got.items():
                     lat.setdefault((name, cfg_id, batch), []).extend(values)
             bar.update(1)
         bar.set_postfix_str(f"round {r + 1}/{rounds}")
     bar.close()
-    base = [{"id": i, **_measure.latency_stats(lat["torch", i, b], b)} for i in ids for b in batches] \
+    base = [{"id": i, **_timing.latency_stats(lat["torch", i, b], b)} for i in ids for b in batches] \
         if torch_runs else []
     return {(i, b): lat[backend, i, b] for i in ids for b in batches}, base
 
@@ -132,6 +133,26 @@ def _unsettled(lat: Mapping[tuple[int, int], list[float]], batches: Sequence[int
     return out
 
 
+def visit_runs(n: int, p50: float, ci: Sequence[float], target: float, per_round: int, max_runs: int,
+               max_seconds: float = VISIT_SECONDS) -> int:
+    """Timed runs for one phase-2 visit of a stitch-batch with ``n`` runs, median ``p50`` (ms) and CI ``ci``.
+
+    The CI of the median narrows as ``1 / sqrt(n)``, so reaching half-width ``goal`` takes about
+    ``n * (h / goal) ** 2`` runs in all; ``goal`` is the tie width ``2 * target`` (where a
+    neighbour pair is decided, tied or separated) while ``h`` is above it, then ``target``. A visit
+    takes what is missing, but at least ``per_round``, at most ``n`` (a stitch at most doubles its
+    runs per round, so it stays interleaved with the others over several rounds), at most
+    ``max_seconds`` of timed work, and never beyond ``max_runs``.
+    """
+    h = half_width(p50, ci)
+    goal = 2.0 * target if h > 2.0 * target else target
+    need = math.ceil(n * (h / goal) ** 2) - n if h > goal else per_round
+    runs = min(max(per_round, need), max(per_round, n))
+    if p50 > 0:
+        runs = min(runs, max(per_round, int(max_seconds * 1e3 / p50)))
+    return max(1, min(runs, max_runs - n))
+
+
 def _until_resolved(backend: str, runners: Mapping[int, Runner], manifest: Mapping[str, Any], batches: Sequence[int],
                     lat: dict[tuple[int, int], list[float]], flops: Mapping[int, float],
                     timing: tuple[int, int, float, int], policy: tuple[float, float | None, int],
@@ -155,8 +176,9 @@ def _until_resolved(backend: str, runners: Mapping[int, Runner], manifest: Mappi
         for cfg_id, batch in todo[shift:] + todo[:shift]:
             if budget is not None and time.perf_counter() - t0 >= budget:
                 break
-            got = _measure.time_interleaved({backend: partial(runners[cfg_id], inputs[batch])},
-                                            min(1, warmup), per_round, 0.0)
+            n, meas = cache[cfg_id, batch]
+            got = _timing.time_interleaved({backend: partial(runners[cfg_id], inputs[batch])}, min(1, warmup),
+                                            visit_runs(n, meas["p50"], meas["ci"], target, per_round, max_runs), 0.0)
             lat[cfg_id, batch].extend(got[backend])
         extra += 1
     left = _unsettled(lat, batches, flops, target, 1 << 62, cache)
