@@ -28,13 +28,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def rss_anon_mib() -> float:
     """This process's anonymous resident memory (MiB; 0 where /proc is missing)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    from snnet_export.runtime.residency import rss_anon_bytes
+
+    return (rss_anon_bytes() or 0) / 2 ** 20
 
 
 def measure(folder: Path, ids: list[int] | None, batch: int, threads: int, runs: int, mode: str) -> dict[str, Any]:

@@ -45,13 +45,10 @@ log = logging.getLogger("ort_vs_torch")
 def private_mib() -> float | None:
     """Anonymous resident memory of this process in MiB (Linux ``RssAnon``): heap, arenas and
     prepacked weights, not the pages of the memory-mapped weight file (shared with the page cache)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    from snnet_export.runtime.residency import rss_anon_bytes
+
+    got = rss_anon_bytes()
+    return None if got is None else got / 2 ** 20
 
 
 def ensure_export(folder: Path, configs: str, family: str = "deit-tsb") -> dict[str, Any]:

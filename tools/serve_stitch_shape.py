@@ -9,20 +9,13 @@ Triton loads the toy model and what the HTTP and gRPC clients receive (loopback 
 """
 from __future__ import annotations
 
-import socket
 import sys
+from pathlib import Path
 
 import numpy as np
 
-
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from serve_helpers import free_ports  # noqa: E402  (the tests' loopback port picker)
 
 
 def _patch_reshape() -> None:
@@ -60,7 +53,7 @@ def main(mode: str) -> None:
             out.append({"y": r.data["input"] * 2, "stitch": np.full((n,) if flat else (n, 1), 7, np.int32)})
         return out
 
-    h, g, m = _ports(3)
+    h, g, m = free_ports(3)
     triton = Triton(config=TritonConfig(http_address="127.0.0.1", http_port=h, grpc_address="127.0.0.1",
                                         grpc_port=g, metrics_address="127.0.0.1", metrics_port=m,
                                         allow_gpu_metrics=False, exit_timeout_secs=5))
