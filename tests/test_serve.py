@@ -16,6 +16,7 @@ import pytest
 
 from serve_helpers import ACCURACY, Server, grpcclient, httpclient, images, infer, served_folder
 from snnet_export.runtime import Selector
+from snnet_export.runtime.adaptive import DEFAULT_WINDOW as WINDOW
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +81,16 @@ def test_a_tight_budget_gets_the_fastest_stitch_and_the_slo_comes_back(server, r
     _, ids = infer(client, x, {"max_latency_ms": 5000}, grpc=True)
     assert ids.tolist() == [0]  # no up-switch within the policy's dwell (1 s) after a down-switch
     time.sleep(1.1)
-    _, ids = infer(client, x, {"max_latency_ms": 5000}, grpc=True)
-    assert ids.tolist() == [2]
+    # after the dwell, back up once the closed loop allows it: at once in NOMINAL; in CORRECTED (the
+    # synthetic profile is off this machine) once stitch 0 has given a full window (W = 20 samples)
+    served = []
+    for _ in range(WINDOW + 6):
+        _, ids = infer(client, x, {"max_latency_ms": 5000}, grpc=True)
+        served.append(int(ids[0]))
+        if served[-1] == 2:
+            break
+        time.sleep(0.02)  # a light load: the utilisation floor is not what holds it down
+    assert served[-1] == 2 and set(served) <= {0, 2}, served
 
 
 def test_eight_concurrent_clients_get_their_own_answers(server, reference):

@@ -209,18 +209,18 @@ class SloPolicy:
         floor = self.throughput_floor(now)
         # hysteresis on the way up; none at all during the dwell after a down-switch
         self.selector.hysteresis = self.up_margin if now - self._down_at >= self.dwell_s else math.inf
+        before = self._last if self._last is not None else self.selector.current  # the server's first batch too
         with warnings.catch_warnings():  # "no stitch meets the budget": overload, logged on the switch below
             warnings.simplefilter("ignore")
             chosen = self.selector.set_budget(max_latency_ms=latency, min_throughput=floor, batch=batch)
         log.debug("batch t=%.4f items=%d queue_ms=%.2f util=%.3f budget_ms=%.2f floor=%.1f stitch=%d", now,
                   items, queue_s * 1e3, self.util, latency, floor or 0.0, chosen)
-        if chosen != self._last:
-            if self._last is not None:
-                self.switches += 1
-                cands = self.selector.candidates
-                if cands[chosen].accuracy < cands[self._last].accuracy:
-                    self._down_at = now
-            self._last = chosen
+        if chosen != before:
+            self.switches += 1
+            cands = self.selector.candidates
+            if before in cands and cands[chosen].accuracy < cands[before].accuracy:
+                self._down_at = now
+        self._last = chosen
         return chosen
 
     def finished(self, start: float, end: float, gap_s: float, full: bool, images: int) -> None:
