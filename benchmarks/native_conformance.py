@@ -17,8 +17,9 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from provenance import stamp
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -50,9 +51,7 @@ def main() -> int:
         print(json.dumps({k: v for k, v in runs[-1].items() if k != "cases"}), flush=True)
     result = {"runs": runs, "traces": sum(r["traces"] for r in runs), "events": sum(r["events"] for r in runs),
               "disagreements": sum(r["disagreements"] or 0 for r in runs),
-              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                       text=True).stdout.strip(),
-              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              **stamp()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "native_conformance.json").write_text(json.dumps(result, indent=2) + "\n")
     md = ["# Native selector conformance on seeds the tests do not use", "",

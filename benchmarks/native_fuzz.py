@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import stamp
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 FUZZ = ROOT / ".native-build" / "asan" / "tests" / "fuzz_folder"
@@ -96,9 +98,7 @@ def main() -> int:
     result = {"inputs": total, "crashed_runs": crashes, "sanitizer_reports": reports, "statuses": statuses,
               "runs": runs, "build": "make native-asan (Debug, -fsanitize=address,undefined -fno-sanitize-recover=all)",
               "load_average": os.getloadavg(),
-              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                       text=True).stdout.strip(),
-              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              **stamp()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "native_fuzz.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Native folder-reader fuzz (ASan + UBSan)", "",
