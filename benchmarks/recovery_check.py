@@ -48,18 +48,21 @@ def one_run(folder: Path, threads: int, budget: float, calls: tuple[int, int, in
     out: dict = {"load_start": machine_state()["load_average"]}
     phases: dict[str, list[int]] = {}
     lat: dict[str, list[float]] = {}
+    factors: dict[str, list[list[float]]] = {}
     procs: list = []
     for phase, n in zip(("quiet", "load", "recovered"), calls):
         if phase == "load":
             procs = start_load(2, 120.0)
         if phase == "recovered":
             stop_load(procs)
-        ids, ms = [], []
+        ids, ms, fs = [], [], []
         for _ in range(n):
             t0 = time.perf_counter()
             ids.append(sel.run_with_id(x).stitch)
             ms.append((time.perf_counter() - t0) * 1e3)
-        phases[phase], lat[phase] = ids, ms
+            tr = sel.tracker
+            fs.append([round(tr.speed_factor, 3), round(tr.latency_factor, 3)])
+        phases[phase], lat[phase], factors[phase] = ids, ms, fs
     before = phases["quiet"][-1]
     groups = tie_groups(sel.profile, 1)
     tied = {i for i in sel.candidates if groups.get(i, i) == groups.get(before, before)}
@@ -75,7 +78,9 @@ def one_run(folder: Path, threads: int, budget: float, calls: tuple[int, int, in
         "back": rec[-1] in tied, "switches": {k: sum(a != b for a, b in zip(v, v[1:])) for k, v in phases.items()},
         "top1": {"before": sel.candidates[before].accuracy, "load": sel.candidates[load[-1]].accuracy,
                  "recovered": sel.candidates[rec[-1]].accuracy},
-        "load_end": machine_state()["load_average"]})
+        "load_end": machine_state()["load_average"],
+        # per call: the stitch served, its latency (ms) and the loop's (speed, latency) factors after it
+        "trace": {k: {"ids": phases[k], "ms": [round(v, 2) for v in lat[k]], "factors": factors[k]} for k in phases}})
     out["pass"] = bool(out["switched_down"] and out["load_settle"] <= GOAL_CALLS and out["back"]
                        and out["recovered_settle"] <= GOAL_CALLS)
     # the background (other jobs) may have changed meanwhile: a more accurate stitch that holds the budget
@@ -112,7 +117,7 @@ def main() -> None:
     for k in range(args.runs):
         run = one_run(args.folder, args.threads, budget, (args.quiet, args.load, args.recovered), x)
         res["runs"].append(run)
-        print(k, json.dumps(run), flush=True)
+        print(k, json.dumps({a: b for a, b in run.items() if a != "trace"}), flush=True)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     res["passed"] = sum(r["pass"] for r in res["runs"])
     res["passed_or_better"] = sum(r["pass_or_better"] for r in res["runs"])

@@ -11,10 +11,14 @@ The profile was measured once; throttling, DVFS or other processes change the sp
 Recovery: a *load step* (3 consecutive calls 1.5x slower than the factor in use) is seen at once:
 older samples age out, the factors are taken from the step's calls alone, and the selector goes
 straight to the stitch predicted to fit. The stitch it had settled on before is the *home*. The end
-of the load is a step too (3 calls 1.5x faster): once the recent calls show the device back to the
+of the load is a step too (3 calls 1.5x faster): once ``min_samples`` calls since show the device back to the
 home's factors, the loop *returns* straight to the home (to ``NOMINAL`` when it ran as profiled),
 without the hysteresis margin. Stitches left behind carry a *penalty* until then; a return that does
 not hold doubles the passing checks the next one needs (``calm``), so an apparent recovery cannot flap.
+A load that slows the device down puts the loop on *hold* until the return: the selector makes no
+up-switch, the budgeted tail is the window's largest sample, and the return needs one passing check
+more. Under a bursty load (calls alternately time-shared and not) a few fast calls look like the end of
+the load and the next more accurate stitch looks like it fits; on hold neither is taken at its word.
 
 Algorithm (deterministic given the sequence of calls; no randomness, no clock of its own)
 ------------------------------------------------------------------------------------------
@@ -30,7 +34,7 @@ State: ``window`` (last W samples, FIFO), ``last`` (none), ``run``, ``over``, ``
 (0), ``state`` (``NOMINAL``), ``c`` (1.0), ``g`` (none), ``calm`` (1), ``streak`` (0),
 ``returned_at`` (-1), ``chosen_with`` ((1.0, 1.0)), ``penalty`` (stitch -> factor pair), ``settled``,
 ``home``, ``credit`` (none or (stitch, speed factor, latency factor)), ``return_to`` (none),
-``pending`` (``NONE``).
+``pending`` (``NONE``), ``hold`` (false), ``top`` (1.0).
 
 ``record(s, b, seconds)``, in this order:
 
@@ -39,25 +43,28 @@ State: ``window`` (last W samples, FIFO), ``last`` (none), ``run``, ``over``, ``
    ``r > f * STEP`` else ``over = 0``; ``under += 1`` if ``r < f / STEP`` else ``under = 0``. Else
    ``run = 0`` (the first call after a switch warms the stitch up: not a sample). ``last = s``;
    ``calls += 1``.
-2. *Step* when ``over >= STEP_CALLS`` or ``under >= STEP_CALLS``: ``window`` keeps its
-   ``STEP_CALLS`` newest samples, ``over = under = 0``, go on. Else go on only when
+2. *Step* when ``over >= STEP_CALLS`` or ``under >= STEP_CALLS``: if ``over >= STEP_CALLS`` and
+   holding is enabled, ``hold`` = true; ``window`` keeps its ``STEP_CALLS`` newest samples,
+   ``over = under = 0``, go on. Else go on only when
    ``calls % check_every == 0`` and ``window`` is not empty; else return ``NONE``.
-3. ``n = len(window)``; ``R``, ``U`` = the ``r``, ``u`` values ascending. ``c = rank(R, 0.5)``.
-   If ``n >= min_samples``: ``g = tail(U, P)`` and the diagnostic tails ``rank(R, 0.9)``,
-   ``rank(R, 0.99)``; else ``g`` = none.
+3. ``n = len(window)``; ``R``, ``U`` = the ``r``, ``u`` values ascending. ``c = rank(R, 0.5)``;
+   ``top = U[n - 1]``. If ``n >= min_samples``: ``g = tail(U, P)`` (``rank(U, P)`` when ``hold``) and
+   the diagnostic tails ``rank(R, 0.9)``, ``rank(R, 0.99)``; else ``g`` = none.
 4. ``NOMINAL``: unless a step, if ``g`` is none or ``1 / enter <= c <= enter`` and
-   ``g <= tail_enter``: ``NONE``. Else ``state = CORRECTED``, ``streak = 0``, ``credit`` = none,
-   ``chosen_with`` = (speed, latency factor) (see Factors); ``RECHOOSE``.
-5. ``CORRECTED``: the leave check on the ``k = min(min_samples, n)`` newest samples (after a step:
-   only those since), failing when ``k < min(STEP_CALLS, min_samples)``: ``ck = rank(Rk, 0.5)``,
+   ``g <= tail_enter``: ``NONE``. Else ``state = CORRECTED``, ``streak = 0``, ``credit`` = none;
+   if holding is enabled, not ``hold`` yet, not a step and ``c > enter`` or ``g > tail_enter``
+   (slower): ``hold`` = true and, with ``g`` not none, ``g = rank(U, P)``; ``chosen_with`` =
+   (speed, latency factor) (see Factors); ``RECHOOSE``.
+5. ``CORRECTED``: the leave check on the ``k = min_samples`` newest samples (all since the last
+   step), failing when ``n < min_samples``: ``ck = rank(Rk, 0.5)``,
    ``gk = tail(Uk, P)``. If ``home`` is none: ``1 / leave <= ck <= leave`` and ``gk <= tail_leave``;
    if ``home`` ran as profiled (factors exactly 1.0): ``ck <= leave`` and ``gk <= tail_leave``; else
    ``ck <= home.speed * leave`` and ``gk <= home.latency * tail_leave``. Passing: ``streak += 1``,
-   else ``streak = 0``. When ``streak >= calm``: RETURN (6). Else with ``now`` = (speed, latency
+   else ``streak = 0``. When ``streak >= calm`` (``calm + 1`` when ``hold``): RETURN (6). Else with ``now`` = (speed, latency
    factor): if for a component ``|ln(now / chosen_with)| >= ln(1 + min_change)``, ``chosen_with =
    now``, ``RECHOOSE``; else ``NONE``.
 6. RETURN: ``return_to`` = home's stitch (none without a home); ``home`` = none; ``over = under =
-   streak = 0``; ``returned_at = calls``; ``penalty`` cleared. No home or it ran as profiled:
+   streak = 0``; ``returned_at = calls``; ``penalty`` cleared; ``hold`` = false. No home or it ran as profiled:
    ``state = NOMINAL``, ``credit`` = none, ``window`` cleared, ``c = 1.0``, ``g`` and tails none,
    ``chosen_with = (1.0, 1.0)``. Else (still ``CORRECTED``): ``window`` keeps its ``min_samples``
    newest, ``credit = home``, ``chosen_with`` = home's factors. ``RETURN``.
@@ -73,14 +80,16 @@ return that did not hold), else ``calm = 1``; if ``home`` is none and ``settled`
 ``take_request()``: returns ``pending``, sets it to ``NONE``.
 
 Factors: in ``NOMINAL`` speed = latency = 1.0; in ``CORRECTED`` speed = ``c``, latency =
-``max(c, g)`` (``c`` while ``g`` is none). Per stitch, ``factors(s)``: in ``CORRECTED``, if
+``max(c, g)`` (``max(c, top)`` while ``g`` is none: a few samples' tail is their largest). Per stitch, ``factors(s)``: in ``CORRECTED``, if
 ``credit`` is for ``s`` and speed <= credit.speed * leave and latency <= credit.latency *
 tail_leave: the credit's (the home as it ran before the step); else with a penalty for ``s``:
 componentwise ``max`` with it; else the factors. Predicted throughput = profiled / speed; predicted
 percentile = profiled percentile x latency. On ``RETURN`` the selector activates ``return_to`` when
 it is on the frontier, else chooses with up-switch margin 1.0.
 
-Selector.choose: its docstring (in ``CORRECTED`` it goes straight to the stitch predicted to fit).
+Selector.choose: its docstring (in ``CORRECTED`` it goes straight to the stitch predicted to fit;
+no up-switch while ``hold``). ``LatencyTracker(hold=False)`` (the SLO server's, whose own hysteresis
+and dwell handle its load) never sets ``hold``.
 
 Defaults: W = 20, ``check_every`` 3, ``min_samples`` 10, ``enter`` 1.10, ``leave`` 1.05,
 ``tail_enter`` 1.30, ``tail_leave`` 1.15, ``min_change`` 0.03, ``calm_max`` 32, ``STEP`` 1.5,
@@ -96,7 +105,9 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from typing import Any, Mapping
+from typing import Mapping
+
+from .readout import TrackerReadout
 
 #: calls whose median ratio is the correction; a step change is followed after ~window/2 calls
 DEFAULT_WINDOW = 20
@@ -129,7 +140,7 @@ def _rank(ordered: list[float], level: float, tail: bool = False) -> float:
     return ordered[min(math.ceil(level * n) - 1, n - 2) if tail and n > 1 else math.ceil(level * n) - 1]
 
 
-class LatencyTracker:
+class LatencyTracker(TrackerReadout):
     """Observed latencies, the NOMINAL / CORRECTED state and the factors the selector predicts with.
 
     Args:
@@ -142,13 +153,15 @@ class LatencyTracker:
         tail_ms: ``{(stitch id, batch): profiled latency at percentile stat}`` (default: ``profile_ms``).
         stat: the latency percentile the selector budgets (``p50``/``p90``/``p99``).
         bands: ``(enter, leave, tail_enter, tail_leave)`` thresholds of the state machine.
+        hold: put the loop on hold under a load that slows the device (see the module docstring).
     """
 
     def __init__(self, profile_ms: Mapping[tuple[int, int], float], window: int = DEFAULT_WINDOW,
                  check_every: int = DEFAULT_CHECK_EVERY, min_change: float = DEFAULT_MIN_CHANGE,
                  history: int = 64, min_samples: int = MIN_SAMPLES,
                  tail_ms: Mapping[tuple[int, int], float] | None = None, stat: str = "p50",
-                 bands: tuple[float, float, float, float] = (ENTER, LEAVE, TAIL_ENTER, TAIL_LEAVE)) -> None:
+                 bands: tuple[float, float, float, float] = (ENTER, LEAVE, TAIL_ENTER, TAIL_LEAVE),
+                 hold: bool = True) -> None:
         if window < 1 or check_every < 1 or history < 1 or min_samples < 1:
             raise ValueError("window, check_every, history and min_samples must be >= 1")
         if stat not in _LEVEL:
@@ -162,7 +175,7 @@ class LatencyTracker:
         self._threshold = math.log1p(min_change)
         self._min_samples = min(min_samples, window)
         self._enter, self._leave, self._tail_enter, self._tail_leave = bands
-        self._lock, self._calls = threading.Lock(), 0
+        self._lock, self._calls, self._holds = threading.Lock(), 0, hold
         self._penalty: dict[int, tuple[float, float]] = {}
         self._fresh()
 
@@ -173,6 +186,7 @@ class LatencyTracker:
         self._penalty.clear()
         self.state, self.correction, self.pending, self._chosen_with = NOMINAL, 1.0, NONE, (1.0, 1.0)
         self.inflation: float | None = None
+        self.hold, self._top = False, 1.0  # on hold under a load; the window's largest u (the few samples' tail)
         self._tails: dict[str, float] | None = None  # replaced whole, never mutated: safe to read
         self._last: int | None = None
         self._calm, self._streak, self._returned_at, self._run = 1, 0, -1, 0  # run: samples of the running stitch
@@ -225,7 +239,7 @@ class LatencyTracker:
         if self.state != CORRECTED:
             return 1.0
         g, c = self.inflation, self.correction
-        return c if g is None else max(c, g)  # never below the median slowdown
+        return max(c, self._top if g is None else g)  # never below the median slowdown
 
     def factors(self, stitch: int) -> tuple[float, float]:
         """``(speed, latency)`` factors for predicting ``stitch``: the global ones, or the stitch's
@@ -256,15 +270,6 @@ class LatencyTracker:
             if self.home is None and self._settled is not None and self._settled[0] == stitch:
                 self.home = self._settled
 
-    @property
-    def tails(self) -> dict[str, float] | None:
-        """``{"p50", "p90", "p99"}`` ratios to the profiled median, ``None`` until ``min_samples``."""
-        return self._tails
-
-    def tail(self, stat: str) -> float | None:
-        """Current ratio to the profiled median at percentile ``stat``, ``None`` until enough samples."""
-        return None if (tails := self._tails) is None else tails.get(stat)
-
     # ---- the loop ----
     def record(self, stitch: int, batch: int, seconds: float) -> int:
         """Add one served call; ``NONE``, ``RECHOOSE`` or ``RETURN`` (see the module docstring)."""
@@ -285,6 +290,7 @@ class LatencyTracker:
             self._calls += 1
             step = max(self._over, self._under) >= STEP_CALLS
             if step:  # a load step (or its end): only the samples since it count
+                self.hold = self.hold or (self._holds and self._over >= STEP_CALLS)
                 self._keep(STEP_CALLS)
                 self._over = self._under = 0
             elif self._calls % self._check_every or not self._window:
@@ -307,20 +313,24 @@ class LatencyTracker:
         n = len(self._window)
         ratios = sorted(p[0] for p in self._window)
         c = self.correction = _rank(ratios, 0.5)
-        g = None
+        us = sorted(p[1] for p in self._window)
+        g, self._top = None, us[-1]
         if n >= self._min_samples:
-            g = _rank(sorted(p[1] for p in self._window), self._level, True)
+            g = _rank(us, self._level, not self.hold)  # on hold: the largest counts
             self._tails = {"p50": c, "p90": _rank(ratios, 0.9), "p99": _rank(ratios, 0.99)}
         self.inflation = g
         if self.state == NOMINAL:
             if not step and (g is None or (1 / self._enter <= c <= self._enter and g <= self._tail_enter)):
                 return NONE  # too few samples (g is None until min_samples), or within the band
             self.state, self._streak, self._credit = CORRECTED, 0, None
+            if self._holds and not self.hold and not step and (c > self._enter or g is not None and g > self._tail_enter):
+                self.hold = True  # slower: on hold
+                self.inflation = None if g is None else _rank(us, self._level)
             self._chosen_with = (c, self.latency_factor)
             return RECHOOSE
         if self._recent_ok():
             self._streak += 1
-            if self._streak >= self._calm:
+            if self._streak >= self._calm + self.hold:  # on hold: one passing check more
                 return self._return()
         else:
             self._streak = 0
@@ -332,8 +342,8 @@ class LatencyTracker:
 
     def _recent_ok(self) -> bool:
         """The leave check on the ``min_samples`` newest samples (all since a step), against the home's factors."""
-        k = min(self._min_samples, len(self._window))
-        if k < min(STEP_CALLS, self._min_samples):
+        k = self._min_samples
+        if len(self._window) < k:
             return False
         recent = list(self._window)[-k:]
         ck = _rank(sorted(p[0] for p in recent), 0.5)
@@ -348,7 +358,7 @@ class LatencyTracker:
         home, self.home = self.home, None
         self._over = self._under = 0
         self.return_to = None if home is None else home[0]
-        self._streak, self._returned_at = 0, self._calls
+        self._streak, self._returned_at, self.hold = 0, self._calls, False
         self._penalty.clear()
         if home is None or home[1] == 1.0 and home[2] == 1.0:  # back to the profile: NOMINAL
             self.state, self._credit = NOMINAL, None
@@ -369,30 +379,6 @@ class LatencyTracker:
         with self._lock:
             req, self.pending = self.pending, NONE
         return req
-
-    # ---- diagnostics ----
-    def observed(self, stitch: int) -> dict[str, Any] | None:
-        """``{"calls", "p50_ms_per_image"}`` over the stitch's recent calls, ``None`` if never run."""
-        with self._lock:
-            seen = sorted(self._seen.get(stitch, ()))
-        if not seen:
-            return None
-        return {"calls": len(seen), "p50_ms_per_image": round(seen[len(seen) // 2], 4)}
-
-    def describe(self, stitch: int, batch: int) -> dict[str, Any]:
-        """State, factors, tail ratios, predicted and observed median latency (ms) of ``stitch``."""
-        seen = self.observed(stitch)
-        return {"state": self.state, "correction": round(self.correction, 4), "batch": batch,
-                "inflation": None if self.inflation is None else round(self.inflation, 4),
-                "tail_ratios": {k: round(v, 4) for k, v in (self.tails or {}).items()} or None,
-                "predicted_ms": round(self.predicted_ms(stitch, batch), 4),
-                "observed_ms": None if seen is None else round(seen["p50_ms_per_image"] * batch, 4),
-                "observed_calls": 0 if seen is None else seen["calls"]}
-
-    @property
-    def calls(self) -> int:
-        """Calls recorded so far."""
-        return self._calls
 
     def reset(self) -> None:
         """Forget every observation (back to ``NOMINAL``), e.g. after a new profile."""

@@ -95,6 +95,8 @@ class Selector:
         check_weights: before every call, compare the weight file's inode, size and mtime with those at load.
         adaptive: time every call; when the device is off its profile, correct the profile by its current
             speed, and return to the profile's choice once it recovers (:mod:`.adaptive`); off: a fixed choice.
+        hold: under a load that slows the device, no up-switch until the loop returns (:mod:`.adaptive`,
+            "hold"); off for a caller with its own hysteresis (the SLO server).
         clock: time source of the per-call timing (default ``time.perf_counter``; tests inject one).
         max_resident_mb: keep the weight file plus the resident sessions within this many MiB
             (ONNX Runtime): ``resident`` stitches are loaded at start as far as they fit (most
@@ -110,7 +112,7 @@ class Selector:
                  target: str | None = None, latency_stat: str = "p90", ort_mode: str | None = None,
                  shared_threads: int | None = None, check_weights: bool = True,
                  adaptive: bool = True, clock: Callable[[], float] = time.perf_counter,
-                 max_resident_mb: float | None = None) -> None:
+                 max_resident_mb: float | None = None, hold: bool = True) -> None:
         self._rss0 = None  # with a budget: the RSS it counts growth from (onnxruntime set up, nothing opened)
         if max_resident_mb is not None and backend != "trt":
             from .loading import prepare_ort
@@ -146,7 +148,7 @@ class Selector:
         self._clock = clock
         lat = {(c.id, b): v for c in self.candidates.values() for b, v in c.latency_ms.items()}
         self.tracker = LatencyTracker({k: v["p50"] for k, v in lat.items()}, stat=latency_stat,
-                                      tail_ms={k: v[latency_stat] for k, v in lat.items()}) if adaptive else None
+                                      tail_ms={k: v[latency_stat] for k, v in lat.items()}, hold=hold) if adaptive else None
 
     # ---- set-up ----
     def _resolve_backend(self, backend: str) -> str:
@@ -270,7 +272,8 @@ class Selector:
         ``fits``. If the running stitch misses at 1.0 (or is off the frontier): in ``CORRECTED`` the most
         accurate stitch meeting margin ``1 + hysteresis`` if any (straight to the stitch predicted to fit),
         else ``best``. If ``best`` is not more accurate than the running one: ``best``. Else an up-switch:
-        in ``CORRECTED`` (not on a return) only once the running stitch has ``run >= W`` (``dwelt``); to
+        in ``CORRECTED`` (not on a return) never on ``hold``, and only once the running stitch has
+        ``run >= W`` (``dwelt``); to
         the most accurate of ``fits`` more accurate than the running one that meets margin
         ``1 + hysteresis`` (1.0 on a ``RETURN``), else stay.
         """
@@ -289,8 +292,9 @@ class Selector:
             return max(safe, key=lambda c: c.accuracy).id if safe else best.id
         if best.accuracy <= cur.accuracy:
             return best.id
-        if not returning and self.tracker is not None and self.tracker.corrected and not self.tracker.dwelt:
-            return cur.id  # CORRECTED: up-switches wait until the running stitch gave a full window
+        tr = self.tracker
+        if not returning and tr is not None and tr.corrected and (tr.hold or not tr.dwelt):
+            return cur.id  # CORRECTED: up-switches wait for the return on hold, else for a full window
         ups = [c for c in fits if c.accuracy > cur.accuracy and self._meets(c, up)]  # up: clear the margin
         return max(ups, key=lambda c: c.accuracy).id if ups else cur.id
 

@@ -67,7 +67,7 @@ def open_engine(folder: Path, options: ServeOptions) -> Engine:
     resolved = Path(os.path.realpath(folder))
     sel = Selector(resolved, backend="ort" if options.max_resident_mb is not None else "auto",
                    resident=options.resident, latency_stat="p99", threads=options.threads,
-                   max_resident_mb=options.max_resident_mb)
+                   max_resident_mb=options.max_resident_mb, hold=False)  # the policy has its own hysteresis
     try:
         if options.stitch is not None and options.stitch not in pinnable(sel):
             raise ServeError(f"--stitch {options.stitch} is not a resident stitch of {resolved}; "
