@@ -83,6 +83,8 @@ typedef struct snnet_select_options {
     double hysteresis;        /* relative margin before switching up (default 0.05) */
     const char *latency_stat; /* "p50", "p90" (default) or "p99": what max_latency_ms compares */
     int adaptive;             /* 1 (default): closed loop on observed latencies; 0: fixed choice */
+    int hold;                 /* 1 (default): no up-switch while a load slows the device, until the
+                                 loop returns (Python's Selector(hold=)); 0: up-switches after a window */
 } snnet_select_options;
 
 /** What the selector decided (or knows) about one stitch. */
@@ -121,6 +123,7 @@ typedef struct snnet_loop {
     int has_tails;         /* 1 once enough samples: */
     double tails[3];       /*   p50, p90, p99 of observed / profiled median */
     int64_t calls;         /* calls observed */
+    int hold;              /* 1: on hold (a load slows the device; no up-switch until the return) */
 } snnet_loop;
 
 /** Library version string, e.g. "0.1.0". Thread-safe, never NULL. */

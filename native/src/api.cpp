@@ -111,6 +111,7 @@ bool read_options(const snnet_select_options *in, snnet::OpenOptions *o, std::st
     else if (stat == "p99") o->stat = 2;
     else return *why = "latency_stat must be p50, p90 or p99, got '" + stat + "'", false;
     o->adaptive = opts.adaptive != 0;
+    o->hold = opts.hold != 0;
     return true;
 }
 
@@ -148,6 +149,7 @@ void snnet_select_options_init(snnet_select_options *opts) {
     opts->hysteresis = 0.05;
     opts->latency_stat = "p90";
     opts->adaptive = 1;
+    opts->hold = 1;
 }
 
 void snnet_decision_init(snnet_decision *d) {
@@ -280,6 +282,7 @@ snnet_status snnet_select_loop(snnet_select *sel, snnet_loop *out) {
             l.has_tails = t->has_tails();
             for (int k = 0; k < 3; ++k) l.tails[k] = t->has_tails() ? t->tail(k) : 1.0;
             l.calls = t->calls();
+            l.hold = t->hold();
         }
         if (!out || !copy_out(l, out)) return fail(sel, SNNET_E_ARGUMENT, "snnet_loop.struct_size is not set");
         return SNNET_OK;

@@ -120,7 +120,8 @@ Selector::Selector(const std::string &folder, const OpenOptions &o) : hysteresis
         std::vector<StitchProfile> sp;
         for (const auto &c : cands_)
             sp.push_back({c.batches, c.p50, stat_ == 0 ? c.p50 : (stat_ == 1 ? c.p90 : c.p99)});
-        tracker_.reset(new LatencyTracker(std::move(sp), stat_ == 0 ? 0.5 : (stat_ == 1 ? 0.9 : 0.99)));
+        tracker_.reset(new LatencyTracker(std::move(sp), stat_ == 0 ? 0.5 : (stat_ == 1 ? 0.9 : 0.99), kDefaultWindow,
+                                          kDefaultCheckEvery, kDefaultMinChange, kHistory, kMinSamples, o.hold));
     }
 }
 
@@ -196,8 +197,8 @@ size_t Selector::choose(bool *no_fit, bool returning) const {
         return safe ? pick : best;
     }
     if (cands_[best].accuracy <= cands_[cur].accuracy) return best;
-    // CORRECTED: up-switches wait until the running stitch gave a full window (adaptive.py, dwell)
-    if (!returning && tracker_ && tracker_->corrected() && !tracker_->dwelt()) return cur;
+    // CORRECTED: up-switches wait for the return on hold, else for a full window (adaptive.py, dwell)
+    if (!returning && tracker_ && tracker_->corrected() && (tracker_->hold() || !tracker_->dwelt())) return cur;
     // switching up: only to a stitch that clears the budget by the margin
     bool found = false;
     size_t pick = cur;
@@ -274,6 +275,7 @@ std::string Selector::describe(size_t i) {
         int64_t b = batch();
         nlohmann::ordered_json a;
         a["state"] = tracker_->corrected() ? "corrected" : "nominal";
+        a["hold"] = tracker_->hold();
         a["correction"] = round4(tracker_->correction());
         a["batch"] = b;
         a["inflation"] = tracker_->has_inflation() ? nlohmann::ordered_json(round4(tracker_->inflation()))

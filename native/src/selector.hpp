@@ -30,6 +30,7 @@ struct OpenOptions {
     double hysteresis = 0.05;
     int stat = 1;  // 0 p50, 1 p90, 2 p99
     bool adaptive = true;
+    bool hold = true;  // Selector(hold=...): on hold under a load that slows the device
 };
 
 class Selector {

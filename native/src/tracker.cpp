@@ -23,7 +23,7 @@ double rank(const double *ordered, int n, double level, bool tail = false) {
 }  // namespace
 
 LatencyTracker::LatencyTracker(std::vector<StitchProfile> profile, double level, int window, int check_every,
-                               double min_change, int history, int min_samples)
+                               double min_change, int history, int min_samples, bool hold)
     : profile_(std::move(profile)),
       level_(level),
       window_(window),
@@ -36,7 +36,8 @@ LatencyTracker::LatencyTracker(std::vector<StitchProfile> profile, double level,
       size_(window),
       check_every_(check_every),
       min_samples_(std::min(min_samples, window)),
-      threshold_(std::log1p(min_change)) {}
+      threshold_(std::log1p(min_change)),
+      holds_(hold) {}
 
 double LatencyTracker::lookup(bool stat, size_t s, int64_t batch) const {
     const StitchProfile &p = profile_[s];
@@ -68,6 +69,7 @@ Answer LatencyTracker::record(size_t s, int64_t batch, double seconds) {
     calls_ += 1;
     const bool step = std::max(over_, under_) >= kStepCalls;  // step 2: a load step (or its end)
     if (step) {
+        hold_ = hold_ || (holds_ && over_ >= kStepCalls);  // a load that slows the device: on hold
         window_.keep_newest(kStepCalls);
         over_ = under_ = 0;
     } else if (calls_ % check_every_ != 0 || window_.size() == 0) {
@@ -90,11 +92,12 @@ Answer LatencyTracker::check(bool step) {  // steps 3-5
     for (int i = 0; i < n; ++i) R[i] = window_.at(i).r, U[i] = window_.at(i).u;
     std::sort(R, R + n);
     double c = correction_ = rank(R, n, 0.5);
+    std::sort(U, U + n);
+    top_ = U[n - 1];
     bool has_g = false;
     double g = 0.0;
     if (n >= min_samples_) {
-        std::sort(U, U + n);
-        g = rank(U, n, level_, true), has_g = true;
+        g = rank(U, n, level_, !hold_), has_g = true;  // on hold: the largest counts
         has_tails_ = true;
         tails_[0] = c, tails_[1] = rank(R, n, 0.9), tails_[2] = rank(R, n, 0.99);
     }
@@ -102,12 +105,16 @@ Answer LatencyTracker::check(bool step) {  // steps 3-5
     if (!corrected_) {
         if (!step && (!has_g || (1 / kEnter <= c && c <= kEnter && g <= kTailEnter))) return kNone;
         corrected_ = true, streak_ = 0, credit_.set = false;
+        if (holds_ && !hold_ && !step && (c > kEnter || (has_g && g > kTailEnter))) {  // slower: on hold
+            hold_ = true;
+            if (has_g) inflation_ = rank(U, n, level_, false);
+        }
         chosen_with_[0] = c, chosen_with_[1] = latency_factor();
         return kRechoose;
     }
     if (recent_ok()) {
         streak_ += 1;
-        if (streak_ >= calm_) return do_return();
+        if (streak_ >= calm_ + (hold_ ? 1 : 0)) return do_return();  // on hold: one passing check more
     } else {
         streak_ = 0;
     }
@@ -119,10 +126,10 @@ Answer LatencyTracker::check(bool step) {  // steps 3-5
     return kRechoose;
 }
 
-bool LatencyTracker::recent_ok() {  // the min_samples newest (all since a step)
+bool LatencyTracker::recent_ok() {  // the min_samples newest (all since the last step)
     int n = window_.size();
-    int k = std::min(min_samples_, n);
-    if (k < std::min(kStepCalls, min_samples_)) return false;
+    int k = min_samples_;
+    if (n < k) return false;
     double *R = scratch_a_.data(), *U = scratch_b_.data();  // check() is done with them
     for (int i = 0; i < k; ++i) R[i] = window_.at(n - k + i).r, U[i] = window_.at(n - k + i).u;
     std::sort(R, R + k);
@@ -141,7 +148,7 @@ Answer LatencyTracker::do_return() {  // step 6
     home_.set = false;
     has_return_to_ = home.set;
     return_to_ = home.stitch;
-    over_ = under_ = streak_ = 0, returned_at_ = calls_;
+    over_ = under_ = streak_ = 0, returned_at_ = calls_, hold_ = false;
     std::fill(has_penalty_.begin(), has_penalty_.end(), 0);
     if (!home.set || (home.speed == 1.0 && home.latency == 1.0)) {
         corrected_ = false, credit_.set = false;

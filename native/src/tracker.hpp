@@ -65,7 +65,7 @@ class LatencyTracker {
     // level: 0.5, 0.9 or 0.99 (the budgeted latency percentile).
     LatencyTracker(std::vector<StitchProfile> profile, double level, int window = kDefaultWindow,
                    int check_every = kDefaultCheckEvery, double min_change = kDefaultMinChange,
-                   int history = kHistory, int min_samples = kMinSamples);
+                   int history = kHistory, int min_samples = kMinSamples, bool hold = true);
 
     double expected_ms(size_t s, int64_t batch) const { return lookup(false, s, batch); }
     double predicted_ms(size_t s, int64_t batch) const { return expected_ms(s, batch) * speed_factor(); }
@@ -82,10 +82,14 @@ class LatencyTracker {
     bool corrected() const { return corrected_; }
     // adaptive.LatencyTracker.dwelt: the running stitch gave W samples since it was switched to
     bool dwelt() const { return run_ >= size_; }
+    // adaptive.LatencyTracker.hold: on hold under a load that slows the device (no up-switch)
+    bool hold() const { return hold_; }
     double speed_factor() const { return corrected_ ? correction_ : 1.0; }
-    // max(c, g): never below the median slowdown (Python's max keeps c unless g > c)
+    // max(c, g), max(c, top) while g is none: never below the median slowdown (Python's max keeps c
+    // unless the other is larger)
     double latency_factor() const {
-        return !corrected_ ? 1.0 : (has_inflation_ ? (inflation_ > correction_ ? inflation_ : correction_) : correction_);
+        const double g = has_inflation_ ? inflation_ : top_;
+        return !corrected_ ? 1.0 : (g > correction_ ? g : correction_);
     }
     double correction() const { return correction_; }
     bool has_inflation() const { return has_inflation_; }
@@ -117,6 +121,8 @@ class LatencyTracker {
     bool corrected_ = false;
     double correction_ = 1.0, inflation_ = 0.0;
     bool has_inflation_ = false, has_tails_ = false;
+    bool holds_, hold_ = false;  // holding enabled; on hold
+    double top_ = 1.0;           // the window's largest u at the last check
     double tails_[3] = {1.0, 1.0, 1.0};
     double chosen_with_[2] = {1.0, 1.0};
     bool has_last_ = false;

@@ -114,6 +114,10 @@ void check_state(snnet_select *sel, const json &exp, const std::string &step, Re
         r.differ(step, "state", exp["state"], loop.corrected ? "corrected" : "nominal");
     if (exp.contains("raw_correction") && exp["raw_correction"].get<double>() != loop.correction)
         r.differ(step, "raw_correction", exp["raw_correction"], fmt(loop.correction));
+    if (exp.contains("latency_factor") && exp["latency_factor"].get<double>() != loop.latency_factor)
+        r.differ(step, "latency_factor", exp["latency_factor"], fmt(loop.latency_factor));
+    if (exp.contains("hold") && exp["hold"].get<bool>() != bool(loop.hold))
+        r.differ(step, "hold", exp["hold"], loop.hold ? "true" : "false");
     if (exp.contains("inflation")) {
         const json &g = exp["inflation"];
         if (g.is_null() ? loop.has_inflation : (!loop.has_inflation || g.get<double>() != loop.inflation))
@@ -245,6 +249,7 @@ long replay_file(const fs::path &path, long *events) {
     opts.hysteresis = o["hysteresis"].get<double>();
     opts.latency_stat = stat.c_str();
     opts.adaptive = o["adaptive"].get<bool>() ? 1 : 0;
+    opts.hold = o.value("hold", true) ? 1 : 0;
     snnet_select *sel = nullptr;
     snnet_status st = snnet_select_open(folder.c_str(), &opts, &sel);
     const json &exp = trace["expect_open"];

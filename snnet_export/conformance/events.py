@@ -87,7 +87,8 @@ class Recorder:
         if tracker is None:
             return {"current": self.sel.current, "correction": self.sel.correction, "tails": None}
         return {"current": self.sel.current, "correction": self.sel.correction, "tails": tracker.tails,
-                "state": tracker.state, "raw_correction": tracker.correction, "inflation": tracker.inflation}
+                "state": tracker.state, "raw_correction": tracker.correction, "inflation": tracker.inflation,
+                "latency_factor": tracker.latency_factor, "hold": tracker.hold}
 
     # ---- helpers the scripts use ----
     def batch(self) -> int:

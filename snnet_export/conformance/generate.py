@@ -7,7 +7,7 @@ Trace file (``trace_NNNNN.json``, language-neutral JSON)::
      "files": {"manifest.json": {"text": "..."} | {"base64": "..."}, "profile.synthetic.json": {...}},
      "symlinks": {"sub": ".."},                       # created in the folder before opening
      "open": {"backend": "ort" | "trt", "profile": "profile.synthetic.json", "target": null | "dgpu",
-              "hysteresis": 0.05, "latency_stat": "p90", "adaptive": true},
+              "hysteresis": 0.05, "latency_stat": "p90", "adaptive": true, "hold": true},
      "expect_open": {"ok": true, "frontier": [...], "current": 2, "batch": 1, "accuracy_proxy": false,
                      "candidates": [...], "engines": {"2": "stitch_002.onnx" | null, ...}}
                     | {"ok": false, "error": "manifest" | "profile" | "selector"},
@@ -105,7 +105,8 @@ def make_trace(seed: int, index: int) -> dict[str, Any]:
     opts = {"backend": "trt" if trt else "ort", "profile": PROFILE,
             "target": rng.choice([None, *targets]) if trt else None,
             "hysteresis": rng.choice([0.0, 0.05, 0.1, round(rng.uniform(0.0, 0.3), 6)]),
-            "latency_stat": rng.choice(["p50", "p90", "p99"]), "adaptive": rng.random() < 0.85}
+            "latency_stat": rng.choice(["p50", "p90", "p99"]), "adaptive": rng.random() < 0.85,
+            "hold": index % 5 != 4}  # from the index: the other options' draws stay as they were
     case = "valid"
     symlinks: dict[str, str] = {}
     if index % 4 == 3:  # a quarter are broken folders
@@ -140,7 +141,8 @@ def _run(files: Files, symlinks: dict[str, str], opts: dict[str, Any], rng: rand
                 warnings.simplefilter("always")
                 sel = Selector(folder, backend=opts["backend"], resident="none", profile=folder / opts["profile"],
                                hysteresis=opts["hysteresis"], target=opts["target"],
-                               latency_stat=opts["latency_stat"], adaptive=opts["adaptive"])
+                               latency_stat=opts["latency_stat"], adaptive=opts["adaptive"],
+                               hold=opts.get("hold", True))
         except tuple(k for k, _ in _KINDS) as exc:
             kind = next(name for cls, name in _KINDS if isinstance(exc, cls))
             return {"ok": False, "error": kind, "message": str(exc).replace(str(folder), "FOLDER")}, []

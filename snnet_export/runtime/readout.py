@@ -15,6 +15,7 @@ class TrackerReadout:
     _tails: dict[str, float] | None
     _calls: int
     state: str
+    hold: bool
     correction: float
     inflation: float | None
 
@@ -41,7 +42,7 @@ class TrackerReadout:
     def describe(self, stitch: int, batch: int) -> dict[str, Any]:
         """State, factors, tail ratios, predicted and observed median latency (ms) of ``stitch``."""
         seen = self.observed(stitch)
-        return {"state": self.state, "correction": round(self.correction, 4), "batch": batch,
+        return {"state": self.state, "hold": self.hold, "correction": round(self.correction, 4), "batch": batch,
                 "inflation": None if self.inflation is None else round(self.inflation, 4),
                 "tail_ratios": {k: round(v, 4) for k, v in (self.tails or {}).items()} or None,
                 "predicted_ms": round(self.predicted_ms(stitch, batch), 4),
