@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def compare(a: dict, b: dict) -> dict:
     from snnet_export.bench.stats import spearman
+    from snnet_export.bench.ties import DEFAULT_TARGET
 
     out = {}
     for batch in a["batches"]:
@@ -41,11 +42,14 @@ def compare(a: dict, b: dict) -> dict:
         x = np.array([ta[i]["throughput"] for i in ids])
         y = np.array([tb[i]["throughput"] for i in ids])
         ratio = np.maximum(x, y) / np.minimum(x, y)
-        opposite, both = 0, 0  # pairs resolved (CIs disjoint) in both runs, and in opposite orders
+        # pairs bench calls separated (bench.ties.relation) in both runs, and of those in opposite orders
+        opposite, both = 0, 0
+        sampling = a.get("environment", {}).get("timing", {}).get("sampling") or {}
+        width = 2.0 * float(sampling.get("ci_target") or DEFAULT_TARGET)  # the profile's own tie width
         for k, i in enumerate(ids):
             for j in ids[k + 1:]:
-                sa = _order(ta[i], ta[j])
-                sb = _order(tb[i], tb[j])
+                sa = _order(ta[i], ta[j], width)
+                sb = _order(tb[i], tb[j], width)
                 if sa and sb:
                     both += 1
                     opposite += sa != sb
@@ -62,10 +66,14 @@ def compare(a: dict, b: dict) -> dict:
     return out
 
 
-def _order(a: dict, b: dict) -> int:
-    """+1 / -1 when the latency CIs of ``a`` and ``b`` are disjoint (``a`` faster / slower), else 0."""
-    la, lb = a["latency_ms"]["ci95"], b["latency_ms"]["ci95"]
-    return 1 if la[1] < lb[0] else -1 if lb[1] < la[0] else 0
+def _order(a: dict, b: dict, width: float) -> int:
+    """+1 / -1 when bench calls ``a`` and ``b`` separated (``a`` faster / slower), else 0."""
+    from snnet_export.bench.ties import relation
+
+    ma, mb = ({"p50": r["latency_ms"]["p50"], "ci": r["latency_ms"]["ci95"]} for r in (a, b))
+    if relation(ma, mb, width) != "separated":
+        return 0
+    return 1 if ma["p50"] < mb["p50"] else -1
 
 
 def twice(folder: Path, **kw) -> dict:

@@ -23,6 +23,10 @@ def test_relations():
     assert relation(m(10, 9.9, 10.1), m(11, 10.9, 11.1), 0.04) == "separated"
     assert relation(m(10, 9.8, 10.2), m(10.1, 9.9, 10.3), 0.04) == "tied"  # both half-widths 2 %
     assert relation(m(10, 9.0, 11.0), m(10.1, 9.9, 10.3), 0.04) == "open"  # one half-width 10 %
+    # disjoint CIs, but the medians 2 % apart (< the 4 % tie width): run-to-run drift could reverse it
+    assert relation(m(10, 9.95, 10.05), m(10.2, 10.15, 10.25), 0.04) == "tied"
+    assert relation(m(10.2, 10.15, 10.25), m(10, 9.95, 10.05), 0.04) == "tied"
+    assert relation(m(10, 9.95, 10.05), m(10.41, 10.36, 10.46), 0.04) == "separated"  # 4.1 % apart
     assert half_width(10, [9.0, 11.0]) == pytest.approx(0.1)
 
 

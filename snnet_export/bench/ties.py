@@ -5,10 +5,13 @@ before and the one after it in that order (the expected speed order, fixed while
 From each stitch's 95 % CI ``[lo, hi]`` of its median latency ``p50`` (:func:`.stats.median_ci`):
 
 * half-width ``h = (hi - lo) / 2 / p50`` (relative);
-* ``separated(i, j)``: the CIs are disjoint (``hi_i < lo_j`` or ``hi_j < lo_i``): the order is known;
-* ``tied(i, j)``: the CIs overlap and both half-widths are ``<= tie_width`` (default twice the
-  target): both medians are known to within ``tie_width`` and still not separated, so their speeds
-  differ by less than this measurement resolves;
+* ``separated(i, j)``: the CIs are disjoint (``hi_i < lo_j`` or ``hi_j < lo_i``) and the larger
+  median exceeds the smaller by more than ``tie_width`` (default twice the target): the order is
+  known, and larger than the drift between two back-to-back runs of a shared machine (a CI covers
+  one run's noise, not a changed machine: ``benchmarks/results/repeatability.md``);
+* ``tied(i, j)``: not separated, and both half-widths are ``<= tie_width``: both medians are known
+  to within ``tie_width`` and their speeds differ by less than this measurement resolves (CIs that
+  are disjoint but closer than ``tie_width`` are tied: such a pair has both half-widths below it);
 * otherwise the pair is *open*.
 
 A stitch is **resolved** when no neighbour pair of it is open; it is **settled** (bench stops
@@ -34,7 +37,8 @@ def half_width(p50: float, ci: Sequence[float]) -> float:
 
 def relation(a: Mapping[str, Any], b: Mapping[str, Any], tie_width: float) -> str:
     """``separated``, ``tied`` or ``open`` for two ``{"p50", "ci"}`` measurements."""
-    if a["ci"][1] < b["ci"][0] or b["ci"][1] < a["ci"][0]:
+    lo, hi = sorted((a["p50"], b["p50"]))
+    if (a["ci"][1] < b["ci"][0] or b["ci"][1] < a["ci"][0]) and hi > lo * (1.0 + tie_width):
         return "separated"
     if max(half_width(a["p50"], a["ci"]), half_width(b["p50"], b["ci"])) <= tie_width:
         return "tied"
@@ -54,7 +58,8 @@ def judge(meas: Mapping[int, Mapping[str, Any]], flops: Mapping[int, float], tar
         meas: ``{id: {"p50": ms, "ci": [lo, hi]}}`` of one batch.
         flops: ``{id: FLOPs}`` (the neighbour order).
         target: the CI half-width at which a stitch is measured precisely enough.
-        tie_width: the half-width both must reach to call an overlapping pair tied (default ``2 * target``).
+        tie_width: the half-width both must reach to call a pair tied, and the least relative gap
+            of two separated medians (default ``2 * target``).
     """
     width = 2.0 * target if tie_width is None else tie_width
     order = flops_order(list(meas), flops)
