@@ -96,6 +96,24 @@ def test_hysteresis_prevents_flapping(folder):
     assert flaps == 20  # without hysteresis the same budgets flap every time
 
 
+def test_latency_hysteresis_sets_the_up_margin_on_a_latency_budget_alone(folder):
+    """The SLO server's setting: 33 % up-margin on throughput, none on the p99 budget."""
+    sel = Selector(folder, hysteresis=0.33, adaptive=False, latency_stat="p99")
+    p99 = {i: sel.candidates[i].latency_ms[sel.batch]["p99"] for i in sel.frontier}
+    front = sorted(sel.frontier, key=p99.get)  # fast -> slow
+    fast, slow = front[0], front[1]
+    sel.set_budget(max_latency_ms=p99[slow] * 0.99)  # slow misses -> fast
+    assert sel.current == fast
+    sel.set_budget(max_latency_ms=p99[slow] * 1.1)  # slow fits by 10 %, not by the 33 % margin: stay
+    assert sel.current == fast
+    sel.latency_hysteresis = 0.0  # no margin on the latency: up to the slower, more accurate stitch
+    sel.set_budget(max_latency_ms=p99[slow] * 1.1)
+    assert sel.current == slow
+    sel.set_budget(max_latency_ms=p99[slow] * 0.99)
+    sel.latency_hysteresis = float("inf")  # the server's dwell: no up-switch at all
+    assert sel.set_budget(max_latency_ms=p99[slow] * 10) == fast
+
+
 def test_threads_get_correct_outputs_while_budget_changes(folder):
     # not adaptive: the fake profile is far from the real speed, the correction would move the choice
     sel = Selector(folder, hysteresis=0.0, adaptive=False)

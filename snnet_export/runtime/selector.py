@@ -128,6 +128,7 @@ class Selector:
         if self.ort_mode not in ("shared", "fused"):
             raise SelectorError(f"ort_mode must be shared or fused (one copy of the weights), got '{self.ort_mode}'")
         self.hysteresis = float(hysteresis)
+        self.latency_hysteresis: float | None = None  # the up-switch margin on max_latency_ms (None: hysteresis)
         self.latency_stat = latency_stat
         self.candidates = self._candidates()
         self.frontier = self._frontier()
@@ -252,15 +253,15 @@ class Selector:
         return c.throughput[batch if batch in c.throughput else min(c.throughput, key=lambda b: abs(b - batch))] \
             / self._factors(c)[0]
 
-    def _meets(self, c: Candidate, margin: float) -> bool:
+    def _meets(self, c: Candidate, margin: float, lat_margin: float | None = None) -> bool:
         b = self.budget
         batch = b.get("batch", self.batch)
         if b.get("min_throughput") is not None and self._speed(c, batch) < b["min_throughput"] * margin:
             return False
         if b.get("max_latency_ms") is not None:
             lat = c.latency_ms.get(batch) or c.latency_ms[min(c.latency_ms, key=lambda x: abs(x - batch))]
-            # adaptive: the stitch's profiled percentile x the observed inflation at that percentile
-            if lat[self.latency_stat] * self._factors(c)[1] * margin > b["max_latency_ms"]:
+            if lat[self.latency_stat] * self._factors(c)[1] * (margin if lat_margin is None else lat_margin) \
+                    > b["max_latency_ms"]:
                 return False
         return True
 
@@ -272,10 +273,9 @@ class Selector:
         ``fits``. If the running stitch misses at 1.0 (or is off the frontier): in ``CORRECTED`` the most
         accurate stitch meeting margin ``1 + hysteresis`` if any (straight to the stitch predicted to fit),
         else ``best``. If ``best`` is not more accurate than the running one: ``best``. Else an up-switch:
-        in ``CORRECTED`` (not on a return) never on ``hold``, and only once the running stitch has
-        ``run >= W`` (``dwelt``); to
-        the most accurate of ``fits`` more accurate than the running one that meets margin
-        ``1 + hysteresis`` (1.0 on a ``RETURN``), else stay.
+        in ``CORRECTED`` (not on a return) never on ``hold``, and only once the running stitch has ``run >= W``
+        (``dwelt``); to the most accurate of ``fits`` more accurate than the running one that meets margin
+        ``1 + hysteresis`` (on a latency budget ``1 + latency_hysteresis`` when set; 1.0 on a ``RETURN``), else stay.
         """
         front = [self.candidates[i] for i in self.frontier]
         fits = [c for c in front if self._meets(c, 1.0)]
@@ -287,15 +287,16 @@ class Selector:
             return fastest.id
         best = max(fits, key=lambda c: c.accuracy)
         cur, up = self.candidates.get(self.current), 1.0 if returning else 1.0 + self.hysteresis
+        lup = up if returning or self.latency_hysteresis is None else 1.0 + self.latency_hysteresis
         if cur is None or cur.id not in self.frontier or not self._meets(cur, 1.0):  # misses: switch down now
-            safe = [c for c in fits if self._meets(c, up)] if self.tracker is not None and self.tracker.corrected else []
+            safe = [c for c in fits if self._meets(c, up, lup)] if self.tracker is not None and self.tracker.corrected else []
             return max(safe, key=lambda c: c.accuracy).id if safe else best.id
         if best.accuracy <= cur.accuracy:
             return best.id
         tr = self.tracker
         if not returning and tr is not None and tr.corrected and (tr.hold or not tr.dwelt):
             return cur.id  # CORRECTED: up-switches wait for the return on hold, else for a full window
-        ups = [c for c in fits if c.accuracy > cur.accuracy and self._meets(c, up)]  # up: clear the margin
+        ups = [c for c in fits if c.accuracy > cur.accuracy and self._meets(c, up, lup)]  # up: clear the margin
         return max(ups, key=lambda c: c.accuracy).id if ups else cur.id
 
     def set_budget(self, min_throughput: float | None = None, batch: int | None = None,

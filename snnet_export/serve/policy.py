@@ -24,9 +24,9 @@ server sees. For each batch Triton hands over:
    the most accurate frontier stitch whose predicted p99 latency fits (profiled percentile x the
    observed tail inflation) and whose throughput clears the floor; the batch is rounded *up* to the
    next profiled batch size, so the prediction errs slow. Hysteresis on the way back up: a more
-   accurate stitch must clear both with the margin ``hold / up - 1`` (predicted utilisation at most
-   ``up``, 0.6, and its p99 a third inside the budget), and not before ``dwell_s`` (1 s) after the
-   last down-switch;
+   accurate stitch must clear the throughput floor with the margin ``hold / up - 1`` (predicted
+   utilisation at most ``up``, 0.6; its p99 needs no margin inside a compute budget already at most
+   half the SLO), and not before ``dwell_s`` (1 s) after the last down-switch;
 5. ``Selector.run_with_id`` runs the batch and records its compute time (the closed loop's input).
 
 Under overload the fastest stitch runs and Triton's bounded queue refuses the excess. Each batch's
@@ -144,7 +144,7 @@ class SloPolicy:
         overhead_ms: time per request outside the model, reserved from every budget.
         fixed: serve only this stitch (no switching).
         hold, up: a stitch stays while its predicted utilisation is at most ``hold``; a more
-            accurate one is switched to only at most ``up`` (and its p99 with the same margin).
+            accurate one is switched to only at most ``up`` (its p99 within the compute budget).
         dwell_s: no up-switch sooner than this after a down-switch.
         window_s: the utilisation's window.
     """
@@ -207,8 +207,11 @@ class SloPolicy:
         batch = self._batch = self.profiled_batch(items)
         latency = self.compute_budget_ms(queue_s, budget_ms)
         floor = self.throughput_floor(now)
-        # hysteresis on the way up; none at all during the dwell after a down-switch
-        self.selector.hysteresis = self.up_margin if now - self._down_at >= self.dwell_s else math.inf
+        # hysteresis on the way up, on the throughput floor only (the compute budget is already at most
+        # half the SLO); no up-switch at all during the dwell after a down-switch
+        dwelling = now - self._down_at < self.dwell_s
+        self.selector.hysteresis = math.inf if dwelling else self.up_margin
+        self.selector.latency_hysteresis = math.inf if dwelling else 0.0
         before = self._last if self._last is not None else self.selector.current  # the server's first batch too
         with warnings.catch_warnings():  # "no stitch meets the budget": overload, logged on the switch below
             warnings.simplefilter("ignore")
