@@ -114,7 +114,7 @@ def main() -> None:
                             str(args.demo)], check=True)
         s = DemoSettings()
         res["demo"] = twice(args.demo, batches=s.batches, runs=s.bench_runs, min_seconds=s.bench_seconds,
-                            rounds=s.bench_rounds, warmup=2, threads=args.threads, ci_target=s.bench_ci_target,
+                            rounds=s.bench_rounds, warmup=2, threads=s.bench_threads, ci_target=s.bench_ci_target,
                             time_budget=s.bench_time_budget)
         print(json.dumps(res["demo"]), flush=True)
     RESULTS.mkdir(exist_ok=True)

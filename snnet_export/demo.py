@@ -32,6 +32,10 @@ class DemoSettings:
     bench_rounds: int = 5  # interleaved rounds over all stitches (see bench.measure)
     bench_ci_target: float = 0.02  # then sample until each is within +-2 % or resolved (bench.sampling)
     bench_time_budget: float = 90.0  # seconds of measuring per folder at most (2 folders: ~3.5 min of bench)
+    # one ONNX Runtime thread: the digits stitches are too small to gain from two (stitch 0 at batch 1:
+    # 0.22 ms vs 0.29 ms), and with 71 sessions each on its own 2-thread pool some stitches ran
+    # 1.2-1.6x slower in one process than in the next (benchmarks/results/repeatability.md)
+    bench_threads: int = 1
 
     @classmethod
     def fast(cls) -> "DemoSettings":
@@ -102,7 +106,7 @@ def run_demo(workdir: str | Path = "engines/demo", settings: DemoSettings | None
                 profile_from_engines(folder, backend=backend, batches=s.batches, runs=s.bench_runs,
                                      min_seconds=s.bench_seconds, warmup=2, progress=progress, reuse=True,
                                      rounds=s.bench_rounds, ci_target=s.bench_ci_target,
-                                     time_budget=s.bench_time_budget)
+                                     time_budget=s.bench_time_budget, threads=s.bench_threads)
     with _step(result, "report"):
         for folder in folders.values():
             report_from_profile(folder)
