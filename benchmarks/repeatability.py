@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from snnet_export.bench.ties import DEFAULT_TARGET, relation  # standard library only
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def compare(a: dict, b: dict) -> dict:
     from snnet_export.bench.stats import spearman
-    from snnet_export.bench.ties import DEFAULT_TARGET
 
     out = {}
     for batch in a["batches"]:
@@ -46,10 +46,12 @@ def compare(a: dict, b: dict) -> dict:
         opposite, both = 0, 0
         sampling = a.get("environment", {}).get("timing", {}).get("sampling") or {}
         width = 2.0 * float(sampling.get("ci_target") or DEFAULT_TARGET)  # the profile's own tie width
+        ma, mb = ({i: {"p50": t[i]["latency_ms"]["p50"], "ci": t[i]["latency_ms"]["ci95"]} for i in ids}
+                  for t in (ta, tb))
         for k, i in enumerate(ids):
             for j in ids[k + 1:]:
-                sa = _order(ta[i], ta[j], width)
-                sb = _order(tb[i], tb[j], width)
+                sa = _order(ma[i], ma[j], width)
+                sb = _order(mb[i], mb[j], width)
                 if sa and sb:
                     both += 1
                     opposite += sa != sb
@@ -67,13 +69,11 @@ def compare(a: dict, b: dict) -> dict:
 
 
 def _order(a: dict, b: dict, width: float) -> int:
-    """+1 / -1 when bench calls ``a`` and ``b`` separated (``a`` faster / slower), else 0."""
-    from snnet_export.bench.ties import relation
-
-    ma, mb = ({"p50": r["latency_ms"]["p50"], "ci": r["latency_ms"]["ci95"]} for r in (a, b))
-    if relation(ma, mb, width) != "separated":
+    """+1 / -1 when bench calls the ``{"p50", "ci"}`` measurements ``a`` and ``b`` separated
+    (``a`` faster / slower), else 0."""
+    if relation(a, b, width) != "separated":
         return 0
-    return 1 if ma["p50"] < mb["p50"] else -1
+    return 1 if a["p50"] < b["p50"] else -1
 
 
 def twice(folder: Path, **kw) -> dict:

@@ -105,9 +105,9 @@ Answer LatencyTracker::check(bool step) {  // steps 3-5
     if (!corrected_) {
         if (!step && (!has_g || (1 / kEnter <= c && c <= kEnter && g <= kTailEnter))) return kNone;
         corrected_ = true, streak_ = 0, credit_.set = false;
-        if (holds_ && !hold_ && !step && (c > kEnter || (has_g && g > kTailEnter))) {  // slower: on hold
+        if (holds_ && !hold_ && !step && has_g && (c > kEnter || g > kTailEnter)) {  // slower: on hold
             hold_ = true;
-            if (has_g) inflation_ = rank(U, n, level_, false);
+            inflation_ = rank(U, n, level_, false);
         }
         chosen_with_[0] = c, chosen_with_[1] = latency_factor();
         return kRechoose;

@@ -11,14 +11,15 @@ The profile was measured once; throttling, DVFS or other processes change the sp
 Recovery: a *load step* (3 consecutive calls 1.5x slower than the factor in use) is seen at once:
 older samples age out, the factors are taken from the step's calls alone, and the selector goes
 straight to the stitch predicted to fit. The stitch it had settled on before is the *home*. The end
-of the load is a step too (3 calls 1.5x faster): once ``min_samples`` calls since show the device back to the
-home's factors, the loop *returns* straight to the home (to ``NOMINAL`` when it ran as profiled),
-without the hysteresis margin. Stitches left behind carry a *penalty* until then; a return that does
-not hold doubles the passing checks the next one needs (``calm``), so an apparent recovery cannot flap.
-A load that slows the device down puts the loop on *hold* until the return: the selector makes no
-up-switch, the budgeted tail is the window's largest sample, and the return needs one passing check
-more. Under a bursty load (calls alternately time-shared and not) a few fast calls look like the end of
-the load and the next more accurate stitch looks like it fits; on hold neither is taken at its word.
+of the load is a step too (3 calls 1.5x faster): once ``min_samples`` calls since show the device
+back to the home's factors, the loop *returns* straight to the home (to ``NOMINAL`` when it ran as
+profiled), without the hysteresis margin. Stitches left behind carry a *penalty* until then; a
+return that does not hold doubles the passing checks the next one needs (``calm``), so an apparent
+recovery cannot flap. A load that slows the device down puts the loop on *hold* until the return:
+the selector makes no up-switch, the budgeted tail is the window's largest sample, and the return
+needs one passing check more. Under a bursty load (calls alternately time-shared and not) a few
+fast calls look like the end of the load and the next more accurate stitch looks like it fits; on
+hold neither is taken at its word.
 
 Algorithm (deterministic given the sequence of calls; no randomness, no clock of its own)
 ------------------------------------------------------------------------------------------
@@ -52,19 +53,20 @@ State: ``window`` (last W samples, FIFO), ``last`` (none), ``run``, ``over``, ``
    the diagnostic tails ``rank(R, 0.9)``, ``rank(R, 0.99)``; else ``g`` = none.
 4. ``NOMINAL``: unless a step, if ``g`` is none or ``1 / enter <= c <= enter`` and
    ``g <= tail_enter``: ``NONE``. Else ``state = CORRECTED``, ``streak = 0``, ``credit`` = none;
-   if holding is enabled, not ``hold`` yet, not a step and ``c > enter`` or ``g > tail_enter``
-   (slower): ``hold`` = true and, with ``g`` not none, ``g = rank(U, P)``; ``chosen_with`` =
+   if holding is enabled, not ``hold`` yet, not a step (so ``g`` is not none) and ``c > enter`` or
+   ``g > tail_enter`` (slower): ``hold`` = true and ``g = rank(U, P)``; ``chosen_with`` =
    (speed, latency factor) (see Factors); ``RECHOOSE``.
 5. ``CORRECTED``: the leave check on the ``k = min_samples`` newest samples (all since the last
    step), failing when ``n < min_samples``: ``ck = rank(Rk, 0.5)``,
    ``gk = tail(Uk, P)``. If ``home`` is none: ``1 / leave <= ck <= leave`` and ``gk <= tail_leave``;
    if ``home`` ran as profiled (factors exactly 1.0): ``ck <= leave`` and ``gk <= tail_leave``; else
    ``ck <= home.speed * leave`` and ``gk <= home.latency * tail_leave``. Passing: ``streak += 1``,
-   else ``streak = 0``. When ``streak >= calm`` (``calm + 1`` when ``hold``): RETURN (6). Else with ``now`` = (speed, latency
-   factor): if for a component ``|ln(now / chosen_with)| >= ln(1 + min_change)``, ``chosen_with =
-   now``, ``RECHOOSE``; else ``NONE``.
+   else ``streak = 0``. When ``streak >= calm`` (``calm + 1`` when ``hold``): RETURN (6). Else
+   with ``now`` = (speed, latency factor): if for a component ``|ln(now / chosen_with)| >=
+   ln(1 + min_change)``, ``chosen_with = now``, ``RECHOOSE``; else ``NONE``.
 6. RETURN: ``return_to`` = home's stitch (none without a home); ``home`` = none; ``over = under =
-   streak = 0``; ``returned_at = calls``; ``penalty`` cleared; ``hold`` = false. No home or it ran as profiled:
+   streak = 0``; ``returned_at = calls``; ``penalty`` cleared; ``hold`` = false. No home or it ran
+   as profiled:
    ``state = NOMINAL``, ``credit`` = none, ``window`` cleared, ``c = 1.0``, ``g`` and tails none,
    ``chosen_with = (1.0, 1.0)``. Else (still ``CORRECTED``): ``window`` keeps its ``min_samples``
    newest, ``credit = home``, ``chosen_with`` = home's factors. ``RETURN``.
@@ -80,10 +82,10 @@ return that did not hold), else ``calm = 1``; if ``home`` is none and ``settled`
 ``take_request()``: returns ``pending``, sets it to ``NONE``.
 
 Factors: in ``NOMINAL`` speed = latency = 1.0; in ``CORRECTED`` speed = ``c``, latency =
-``max(c, g)`` (``max(c, top)`` while ``g`` is none: a few samples' tail is their largest). Per stitch, ``factors(s)``: in ``CORRECTED``, if
-``credit`` is for ``s`` and speed <= credit.speed * leave and latency <= credit.latency *
-tail_leave: the credit's (the home as it ran before the step); else with a penalty for ``s``:
-componentwise ``max`` with it; else the factors. Predicted throughput = profiled / speed; predicted
+``max(c, g)`` (``max(c, top)`` while ``g`` is none: a few samples' tail is their largest). Per
+stitch, ``factors(s)``: in ``CORRECTED``, if ``credit`` is for ``s`` and speed <= credit.speed *
+leave and latency <= credit.latency * tail_leave: the credit's (the home as it ran before the
+step); else with a penalty for ``s``: componentwise ``max`` with it; else the factors. Predicted throughput = profiled / speed; predicted
 percentile = profiled percentile x latency. On ``RETURN`` the selector activates ``return_to`` when
 it is on the frontier, else chooses with up-switch margin 1.0.
 
@@ -323,9 +325,10 @@ class LatencyTracker(TrackerReadout):
             if not step and (g is None or (1 / self._enter <= c <= self._enter and g <= self._tail_enter)):
                 return NONE  # too few samples (g is None until min_samples), or within the band
             self.state, self._streak, self._credit = CORRECTED, 0, None
-            if self._holds and not self.hold and not step and (c > self._enter or g is not None and g > self._tail_enter):
+            if self._holds and not self.hold and not step and g is not None \
+                    and (c > self._enter or g > self._tail_enter):  # not a step, so g is set
                 self.hold = True  # slower: on hold
-                self.inflation = None if g is None else _rank(us, self._level)
+                self.inflation = _rank(us, self._level)
             self._chosen_with = (c, self.latency_factor)
             return RECHOOSE
         if self._recent_ok():
